@@ -1,0 +1,85 @@
+"""The HTTP API's bodies, both ways: what flows send (strict) and what the server answers.
+
+Request bodies forbid unknown fields, so `{"queue": "x", "varibles": {}}` is a 400 naming
+`varibles`, not an engagement silently missing its variables.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct, field
+
+from protocol.model import Acceptance, Activity, AgentStatus, Channel, Scalar, Strategy
+
+
+class Strict(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of request bodies."""
+
+
+class ConsumerIn(Strict, kw_only=True):
+    id: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+class CreateEngagement(Strict, kw_only=True):
+    queue: str
+    consumer: ConsumerIn | None = None
+    variables: dict[str, Scalar] = field(default_factory=dict)
+    summary: str | None = None
+    priority: int = 0
+    subject: str | None = None
+    body: str | None = None
+
+
+class ErrorBody(Struct, kw_only=True):
+    code: str
+    message: str
+
+
+class DispositionInfo(Struct, kw_only=True):
+    code: str
+    label: str
+
+
+class QueueStats(Struct, kw_only=True):
+    waiting: int
+    longest_wait_s: float
+    agents: dict[str, int]
+    available: int
+
+
+class QueueInfo(Struct, kw_only=True):
+    id: str
+    name: str
+    channel: Channel
+    acceptance: Acceptance
+    strategy: Strategy
+    ring_timeout_s: float
+    wrap_up_s: float | None
+    dispositions: list[DispositionInfo]
+    disposition_required: bool
+    transcription: bool
+    overflow_queue: str | None = None
+    overflow_after_s: float | None = None
+    stats: QueueStats
+
+
+class MembershipInfo(Struct, kw_only=True):
+    id: str
+    priority: int
+
+
+class AgentInfo(Struct, kw_only=True):
+    id: str
+    name: str
+    queues: list[MembershipInfo]
+    capacity: dict[str, int]
+    status: AgentStatus
+    reason: str | None = None
+    activity: Activity
+    next_status: AgentStatus | None = None
+    next_reason: str | None = None
+    connected: bool = False
+    engagements: list[str] = field(default_factory=list)
+    offers: list[str] = field(default_factory=list)

@@ -1,0 +1,91 @@
+"""The Starlette application factory: usable under any ASGI server, uvicorn being the default.
+
+`create_app(config)` builds the node at once (so the app can be inspected before serving) and starts
+its timers in the lifespan, closing the store and broker on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from protocol import VERSION
+from server.bus.base import Broker
+from server.bus.memory import MemoryBroker
+from server.config import Config, Directory
+from server.core.errors import Refused
+from server.core.tx import IdSource
+from server.node import Node, random_ids
+from server.store.base import Store
+from server.store.memory import MemoryStore
+from server.transport import http
+from server.transport.session import endpoint
+
+log = logging.getLogger("switchboard")
+
+
+async def index(request: Request) -> Response:
+    node: Node = request.app.state.node
+    return http.json_response(
+        {
+            "service": "switchboard",
+            "protocol": VERSION,
+            "agent_socket": "/v1/agent",
+            "supervisor_socket": "/v1/supervisor",
+            "queues": list(node.dir.queues),
+        }
+    )
+
+
+def create_app(
+    config: Config,
+    *,
+    store: Store | None = None,
+    broker: Broker | None = None,
+    clock: Callable[[], float] = time.time,
+    ids: IdSource = random_ids,
+) -> Starlette:
+    directory = Directory(config)
+    node = Node(
+        directory,
+        store or MemoryStore(config.server.event_log_size),
+        broker or MemoryBroker(),
+        clock=clock,
+        ids=ids,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        try:
+            yield
+        finally:
+            await node.stop()
+            await node.broker.close()
+            await node.store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            *http.routes,
+            WebSocketRoute("/v1/agent", endpoint("agent")),
+            WebSocketRoute("/v1/supervisor", endpoint("supervisor")),
+        ],
+        exception_handlers={
+            http.ApiError: http.on_api_error,
+            Refused: http.on_refused,
+            HTTPException: http.on_http_exception,
+            Exception: http.on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    return app

@@ -1,0 +1,1 @@
+"""How events reach the sockets that want them: the `Broker` contract and its implementations."""

@@ -1,0 +1,62 @@
+"""The `Broker` contract and what travels through it.
+
+A `Delivery` is one event for one topic (`agent:<id>`, or a supervisor topic), encoded lazily and at
+most once per wire format however many sockets receive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from protocol.codec import Codec
+from protocol.frames import ServerFrame
+
+
+def agent_topic(agent_id: str) -> str:
+    return f"agent:{agent_id}"
+
+
+class Delivery:
+    """One event bound for one topic; `payload(codec)` encodes it once per codec and caches it."""
+
+    __slots__ = ("_payloads", "frame", "topic")
+
+    def __init__(self, topic: str, frame: ServerFrame) -> None:
+        self.topic = topic
+        self.frame = frame
+        self._payloads: dict[str, bytes | str] = {}
+
+    def payload(self, codec: Codec) -> bytes | str:
+        cached = self._payloads.get(codec.subprotocol)
+        if cached is None:
+            cached = self._payloads[codec.subprotocol] = codec.encode(self.frame)
+        return cached
+
+
+Handler = Callable[[Delivery], None]
+"""Receives deliveries for a topic. Must not block: it queues and returns (see `Broker.subscribe`)."""
+
+Unsubscribe = Callable[[], Awaitable[None]]
+
+
+class Broker(Protocol):
+    """Fan-out of events to the sockets that want them, on this node and (for shared brokers) others.
+
+    Guarantees every implementation keeps:
+    - `publish` hands each delivery to every handler subscribed to its topic (on any node), in
+      publish order per topic. Delivery is at most once: a handler that misses an event (a node or
+      connection drop) recovers it from the store's per-agent log, by `seq`.
+    - Handlers are called without awaiting; one slow socket never delays another.
+    - `subscribe` returns once the subscription is live: events published afterwards reach it.
+    """
+
+    async def publish(self, deliveries: Sequence[Delivery]) -> None: ...
+
+    async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe: ...
+
+    async def ping(self) -> bool:
+        """True when subscriptions are live (for /readyz)."""
+        ...
+
+    async def close(self) -> None: ...

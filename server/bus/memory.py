@@ -1,0 +1,40 @@
+"""The embedded broker: publishing is dispatching to this node's hub."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from server.bus.base import Delivery, Handler, Unsubscribe
+from server.bus.hub import Hub
+
+
+class MemoryBroker:
+    """See `Broker`."""
+
+    def __init__(self) -> None:
+        self.hub = Hub()
+
+    async def publish(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self.hub.dispatch(delivery)
+
+    async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe:
+        self.hub.add(topic, handler)
+
+        async def unsubscribe() -> None:
+            self.hub.remove(topic, handler)
+
+        return unsubscribe
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+if TYPE_CHECKING:
+    from server.bus.base import Broker
+
+    _broker: Broker = MemoryBroker()

@@ -1,0 +1,118 @@
+"""The `switchboard` command: serve, token, schema.
+
+Errors in the configuration are printed as one line naming the key, with exit status 2; the server
+never starts on a config it does not fully understand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from server.config import Config, ConfigError, load
+
+
+def _config(path: str | None) -> Config:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    import uvloop
+
+    from server.app import create_app
+
+    config = _config(args.config)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            ws="websockets-sansio",
+            ws_max_size=config.server.max_frame_bytes,
+            lifespan="on",
+            log_level=args.log_level,
+            access_log=False,
+        )
+    )
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.02)
+        if server.started:
+            port = server.servers[0].sockets[0].getsockname()[1]
+            base = f"http://{args.host}:{port}"
+            print(f"Switchboard listening on {base}", flush=True)
+            print(f"  agent socket: ws://{args.host}:{port}/v1/agent", flush=True)
+            if args.config is None:
+                print("  demo configuration: agents alice, bob, carol, dan; supervisor sam", flush=True)
+                print(f"  ingest key: {config.server.api_keys[0]}", flush=True)
+                print("  token: switchboard token alice", flush=True)
+        await task
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from server.auth import issue
+
+    config = _config(args.config)
+    known = {"agent": {a.id for a in config.agents}, "supervisor": {s.id for s in config.supervisors}}[args.role]
+    if args.subject not in known:
+        print(f"switchboard: no {args.role} {args.subject!r} in the configuration", file=sys.stderr)
+        return 2
+    ttl = args.ttl if args.ttl is not None else config.server.token_ttl_s
+    print(issue(config.server.secret or "", args.subject, args.role, ttl))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from protocol.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard", description="Real-time routing server for contact centers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a node (the built-in demo configuration, in memory, by default)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
+    serve.add_argument("--config", help="TOML configuration file (default: the built-in demo)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a signed token for an agent or supervisor")
+    token.add_argument("subject", metavar="AGENT_ID")
+    token.add_argument("--role", choices=["agent", "supervisor"], default="agent")
+    token.add_argument("--ttl", type=float, help="lifetime in seconds (default: server.token_ttl_s)")
+    token.add_argument("--config", help="TOML configuration file (default: the built-in demo)")
+    token.set_defaults(func=cmd_token)
+
+    schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
+    schema.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

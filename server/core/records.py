@@ -1,0 +1,121 @@
+"""The server's records: what the store keeps and the core reads and rewrites.
+
+Records are frozen; the core makes changed copies (`msgspec.structs.replace`) and hands them to the
+transaction, so a refused command leaves nothing half-written. Three kinds: one per agent, one per
+engagement, one per queue (its waiting line). They are encoded with MessagePack by stores that
+serialise, so every field has a default or is required from the start.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct, field
+
+from protocol.model import (
+    AgentStatus,
+    Channel,
+    Consumer,
+    EngagementState,
+    HistoryEntry,
+    Message,
+    Profile,
+    Scalar,
+)
+
+
+class WaitEntry(Struct, frozen=True, array_like=True):
+    """One engagement waiting in a queue. `since` survives declines, so time waiting keeps counting."""
+
+    engagement: str
+    priority: int
+    since: float
+
+    def order(self) -> tuple[int, float, str]:
+        """Priority first (higher first), then time waiting (longer first)."""
+        return (-self.priority, self.since, self.engagement)
+
+
+class QueueRec(Struct, frozen=True, kw_only=True):
+    id: str
+    waiting: tuple[WaitEntry, ...] = ()
+    rr_last: str | None = None
+
+
+class Hold(Struct, frozen=True, array_like=True):
+    """An engagement an agent holds: its channel and where it is in its lifecycle."""
+
+    channel: Channel
+    state: EngagementState
+
+
+class OfferRef(Struct, frozen=True, array_like=True):
+    """A ring an agent has, from the agent's side."""
+
+    engagement: str
+    channel: Channel
+    expires_at: float
+
+
+class NextStatus(Struct, frozen=True, array_like=True):
+    status: AgentStatus
+    reason: str | None
+
+
+class AgentRec(Struct, frozen=True, kw_only=True):
+    """An agent's live state. `sessions` counts open sockets; `idle_since` feeds longest-idle routing."""
+
+    id: str
+    status: AgentStatus = AgentStatus.OFFLINE
+    reason: str | None = None
+    next: NextStatus | None = None
+    sessions: int = 0
+    disconnected_at: float | None = None
+    idle_since: float = 0.0
+    holds: dict[str, Hold] = field(default_factory=dict)
+    offers: dict[str, OfferRef] = field(default_factory=dict)
+
+    def load(self, channel: Channel) -> int:
+        """Engagements held or ringing on `channel`: what counts against capacity."""
+        held = sum(1 for h in self.holds.values() if h.channel is channel)
+        return held + sum(1 for o in self.offers.values() if o.channel is channel)
+
+    def busy_channels(self) -> set[Channel]:
+        return {h.channel for h in self.holds.values()} | {o.channel for o in self.offers.values()}
+
+    def in_live_work(self) -> bool:
+        """Holding a live engagement or its wrap-up: a status change waits for the end of it."""
+        return any(h.channel.is_live for h in self.holds.values())
+
+
+class Offer(Struct, frozen=True, array_like=True):
+    """A ring, from the engagement's side."""
+
+    id: str
+    agent: str
+    expires_at: float
+
+
+class EngagementRec(Struct, frozen=True, kw_only=True):
+    id: str
+    queue: str
+    channel: Channel
+    state: EngagementState
+    priority: int = 0
+    consumer: Consumer = field(default_factory=Consumer)
+    variables: dict[str, Scalar] = field(default_factory=dict)
+    summary: str | None = None
+    subject: str | None = None
+    profile: Profile = field(default_factory=Profile)
+    created_at: float
+    agent: str | None = None
+    offers: tuple[Offer, ...] = ()
+    offer_count: int = 0
+    tried: tuple[str, ...] = ()
+    waiting_since: float | None = None
+    queued_at: float | None = None
+    notes: str = ""
+    dispositions: tuple[str, ...] = ()
+    messages: tuple[Message, ...] = ()
+    transcript_count: int = 0
+    wrap_up_until: float | None = None
+    ended_at: float | None = None
+    history: tuple[HistoryEntry, ...] = ()

@@ -1,0 +1,110 @@
+"""Who may take an engagement, and whom each strategy picks, with the reasons written down.
+
+`choose` is the only place routing rules live. It returns the agents to offer to and a `Routing`
+record (strategy, the rule in words, every candidate weighed) that goes into the engagement's
+history, so "why did this call go to Bob?" has an answer.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from protocol.model import AgentStatus, Candidate, Channel, Routing, Strategy
+from server.config import AgentCfg, QueueCfg
+from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.tx import Tx
+
+
+def has_room(cfg: AgentCfg, agent: AgentRec, channel: Channel) -> bool:
+    """Capacity left on `channel`, and nothing held or ringing that blocks it."""
+    if agent.load(channel) >= cfg.capacity.get(channel, 0):
+        return False
+    return not any(channel in cfg.blocks.get(busy, ()) for busy in agent.busy_channels())
+
+
+def available(agent: AgentRec) -> bool:
+    """Signed in, ready, and not about to change status."""
+    if agent.sessions <= 0 or agent.status is not AgentStatus.READY:
+        return False
+    return agent.next is None or agent.next.status is AgentStatus.READY
+
+
+def candidates(tx: Tx, queue: QueueCfg) -> list[AgentRec]:
+    """Members of the queue who could take one more of its engagements now, in member order."""
+    out = []
+    for member in tx.dir.members[queue.id]:
+        agent = tx.agent(member.agent)
+        if available(agent) and has_room(tx.dir.agents[member.agent], agent, queue.channel):
+            out.append(agent)
+    return out
+
+
+class Choice(Struct, frozen=True):
+    agents: list[str]
+    routing: Routing
+    rr_last: str | None
+
+
+def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, pool: list[AgentRec]) -> Choice:
+    """Apply the queue's strategy to the eligible `pool` (non-empty).
+
+    Agents who already declined or missed this engagement are passed over while anyone else is
+    eligible; when no one else is, they are offered it again.
+    """
+    fresh = [a for a in pool if a.id not in engagement.tried]
+    retry = not fresh
+    picks = fresh or pool
+    skills = {m.agent: m.priority for m in tx.dir.members[queue.id]}
+    ch = queue.channel
+
+    def idle(a: AgentRec) -> float:
+        return max(0.0, tx.now - a.idle_since)
+
+    def by_load_then_idle(a: AgentRec) -> tuple[int, float, str]:
+        return (a.load(ch), a.idle_since, a.id)
+
+    rr_last = qrec.rr_last
+    match queue.strategy:
+        case Strategy.RING_ALL:
+            chosen = picks
+            rule = f"ring all {len(chosen)} eligible agents; the first to accept takes it"
+        case Strategy.MOST_SKILLED:
+            best = min(picks, key=lambda a: (-skills[a.id], *by_load_then_idle(a)))
+            chosen = [best]
+            rule = (
+                f"highest skill priority in the queue ({skills[best.id]}), then least loaded "
+                f"({best.load(ch)} on {ch}), then longest idle ({idle(best):.1f}s)"
+            )
+        case Strategy.ROUND_ROBIN:
+            order = [m.agent for m in tx.dir.members[queue.id]]
+            start = order.index(rr_last) + 1 if rr_last in order else 0
+            rotation = order[start:] + order[:start]
+            ids = {a.id for a in picks}
+            best_id = next(i for i in rotation if i in ids)
+            chosen = [a for a in picks if a.id == best_id]
+            rule = f"next in member order after {rr_last or 'the start'}"
+            rr_last = best_id
+        case _:
+            best = min(picks, key=by_load_then_idle)
+            chosen = [best]
+            rule = f"least loaded ({best.load(ch)} on {ch}), then longest idle ({idle(best):.1f}s)"
+    if retry:
+        rule += "; everyone eligible had already been offered it, so it is offered again"
+    cfgs = tx.dir.agents
+    routing = Routing(
+        strategy=queue.strategy,
+        rule=rule,
+        chosen=[a.id for a in chosen],
+        candidates=[
+            Candidate(
+                agent=a.id,
+                idle_s=round(idle(a), 3),
+                load=a.load(ch),
+                capacity=cfgs[a.id].capacity.get(ch, 0),
+                priority=skills[a.id],
+                tried=a.id in engagement.tried,
+            )
+            for a in pool
+        ],
+    )
+    return Choice([a.id for a in chosen], routing, rr_last)

@@ -1,0 +1,142 @@
+"""The transaction the core works in: a snapshot to read, buffered writes, outgoing events and timers.
+
+A store lends the core a `Snapshot` (consistent reads of records), the core reads and writes through
+a `Tx`, and the store then applies `Tx.changes()` as one atomic step, or throws it away. The core
+never sees how records are kept; the store never sees routing rules.
+
+Events to an agent are collected in order; the store gives them the agent's next `seq` numbers at
+commit, so event order and state order are the same thing. A `status` event is derived here, at the
+end, for every agent whose status, reason or next status changed, so no command can forget one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from msgspec import Struct, field
+
+from protocol.frames import Event, StatusEvent
+from protocol.model import Activity, AgentStatus
+from server.config import Directory
+from server.core.records import AgentRec, EngagementRec, QueueRec
+
+IdSource = Callable[[str], str]
+"""Makes a fresh id with the given prefix (`e` for engagements). Injected, so the core stays deterministic."""
+
+
+class Snapshot(Protocol):
+    """Consistent reads of records, lent by a store for one transaction. Returns None for no record."""
+
+    def agent(self, agent_id: str) -> AgentRec | None: ...
+
+    def engagement(self, engagement_id: str) -> EngagementRec | None: ...
+
+    def queue(self, queue_id: str) -> QueueRec | None: ...
+
+
+class Changes(Struct, kw_only=True):
+    """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it."""
+
+    agents: dict[str, AgentRec] = field(default_factory=dict)
+    engagements: dict[str, EngagementRec] = field(default_factory=dict)
+    queues: dict[str, QueueRec] = field(default_factory=dict)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    arm: dict[str, float] = field(default_factory=dict)
+    disarm: set[str] = field(default_factory=set)
+
+    def is_empty(self) -> bool:
+        return not (self.agents or self.engagements or self.queues or self.events or self.arm or self.disarm)
+
+
+def activity(agent: AgentRec) -> Activity:
+    """What the agent is doing, derived from what they hold: wrap-up beats busy beats ringing."""
+    states = {h.state.value for h in agent.holds.values() if h.channel.is_live}
+    if "wrap_up" in states:
+        return Activity.WRAP_UP
+    if states or agent.holds:
+        return Activity.BUSY
+    if agent.offers:
+        return Activity.RINGING
+    return Activity.IDLE
+
+
+def status_event(agent: AgentRec) -> StatusEvent:
+    return StatusEvent(
+        status=agent.status,
+        reason=agent.reason,
+        activity=activity(agent),
+        next_status=agent.next.status if agent.next else None,
+        next_reason=agent.next.reason if agent.next else None,
+    )
+
+
+class Tx:
+    """One unit of work for the core. Reads see this transaction's own writes."""
+
+    def __init__(self, snapshot: Snapshot, directory: Directory, now: float, ids: IdSource) -> None:
+        self.snapshot = snapshot
+        self.dir = directory
+        self.now = now
+        self.ids = ids
+        self._agents: dict[str, AgentRec] = {}
+        self._engagements: dict[str, EngagementRec] = {}
+        self._queues: dict[str, QueueRec] = {}
+        self._events: list[tuple[str, Event]] = []
+        self._arm: dict[str, float] = {}
+        self._disarm: set[str] = set()
+        self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
+
+    def agent(self, agent_id: str) -> AgentRec:
+        if agent_id in self._agents:
+            return self._agents[agent_id]
+        return self.snapshot.agent(agent_id) or AgentRec(id=agent_id)
+
+    def engagement(self, engagement_id: str) -> EngagementRec | None:
+        if engagement_id in self._engagements:
+            return self._engagements[engagement_id]
+        return self.snapshot.engagement(engagement_id)
+
+    def queue(self, queue_id: str) -> QueueRec:
+        if queue_id in self._queues:
+            return self._queues[queue_id]
+        return self.snapshot.queue(queue_id) or QueueRec(id=queue_id)
+
+    def put_agent(self, agent: AgentRec) -> None:
+        if agent.id not in self._status_before:
+            before = self.agent(agent.id)
+            self._status_before[agent.id] = (before.status, before.reason, before.next)
+        self._agents[agent.id] = agent
+
+    def put_engagement(self, engagement: EngagementRec) -> None:
+        self._engagements[engagement.id] = engagement
+
+    def put_queue(self, queue: QueueRec) -> None:
+        self._queues[queue.id] = queue
+
+    def emit(self, agent_id: str, event: Event) -> None:
+        """Queue an event for an agent; it gets the agent's next `seq` when the transaction commits."""
+        self._events.append((agent_id, event))
+
+    def arm(self, key: str, due: float) -> None:
+        self._disarm.discard(key)
+        self._arm[key] = due
+
+    def disarm(self, key: str) -> None:
+        self._arm.pop(key, None)
+        self._disarm.add(key)
+
+    def changes(self) -> Changes:
+        events = list(self._events)
+        for agent_id, (status, reason, nxt) in self._status_before.items():
+            after = self._agents[agent_id]
+            if (after.status, after.reason, after.next) != (status, reason, nxt):
+                events.append((agent_id, status_event(after)))
+        return Changes(
+            agents=dict(self._agents),
+            engagements=dict(self._engagements),
+            queues=dict(self._queues),
+            events=events,
+            arm=dict(self._arm),
+            disarm=set(self._disarm),
+        )

@@ -1,0 +1,80 @@
+"""The `Store` contract, written once; every implementation says "see Store" and passes one suite.
+
+tests/test_store_contract.py runs the same tests against every implementation, which is what keeps
+MemoryStore (the embedded default) and any other store behaving alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from msgspec import Struct, field
+
+from protocol.frames import Event
+from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.tx import Changes, Snapshot
+
+T = TypeVar("T")
+
+Decide = Callable[[Snapshot], tuple[T, Changes]]
+"""Reads a snapshot and returns a result and the changes to apply. Pure: may be called again on retry."""
+
+
+class Committed(Struct, Generic[T]):
+    """What a transaction did: its result, and its events with the `seq` each was given, in order."""
+
+    result: T
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    timers_armed: bool = False
+
+
+class Store(Protocol):
+    """Records, per-agent event logs and timers, with atomic transactions.
+
+    Guarantees every implementation keeps:
+    - `transact` is atomic and isolated: `decide` sees one consistent snapshot, and its changes
+      (records, events, timers) are applied all together or not at all. If `decide` raises, nothing
+      is applied and the exception propagates. An implementation may call `decide` more than once
+      (on a conflict); only the last call's changes are applied.
+    - Events to one agent get consecutive `seq` numbers (starting at 1) in commit order, and are
+      kept in that agent's log, of which at least the last `log_size` events can be replayed.
+    - A timer armed by a committed transaction is returned by `claim_due` exactly once, at or after
+      its due time, unless disarmed or re-armed first (re-arming replaces the due time).
+    """
+
+    async def transact(self, decide: Decide[T]) -> Committed[T]: ...
+
+    async def agent(self, agent_id: str) -> AgentRec | None: ...
+
+    async def agents(self, agent_ids: list[str]) -> list[AgentRec | None]: ...
+
+    async def engagement(self, engagement_id: str) -> EngagementRec | None: ...
+
+    async def queue(self, queue_id: str) -> QueueRec | None: ...
+
+    async def epoch(self) -> str:
+        """Names this store's seq numbering: when it changes (a fresh in-memory store), old seqs mean nothing."""
+        ...
+
+    async def latest_seq(self, agent_id: str) -> int:
+        """The seq of the agent's last event, 0 if none."""
+        ...
+
+    async def replay(self, agent_id: str, after: int) -> list[Event] | None:
+        """Events with seq > `after`, in order; None when some of them are no longer kept."""
+        ...
+
+    async def claim_due(self, now: float, limit: int) -> list[str]:
+        """Remove and return up to `limit` timers due at `now`; each is returned to one caller only."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """The earliest due time of any armed timer, None when there are none."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store can serve transactions now (for /readyz)."""
+        ...
+
+    async def close(self) -> None: ...

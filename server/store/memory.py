@@ -1,0 +1,126 @@
+"""The embedded store: records in dicts, logs in ring buffers, timers in a heap. One node, one process.
+
+A transaction runs to the end without awaiting anything, so under the event loop it is atomic and
+isolated by construction: no other coroutine runs between its read and its write.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING
+
+from msgspec.structs import replace
+
+from protocol.frames import Event
+from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.store.base import Committed, Decide, T
+
+
+class MemoryStore:
+    """See `Store`."""
+
+    def __init__(self, log_size: int = 1000) -> None:
+        self.log_size = log_size
+        self._epoch = uuid.uuid4().hex[:12]
+        self._agents: dict[str, AgentRec] = {}
+        self._engagements: dict[str, EngagementRec] = {}
+        self._queues: dict[str, QueueRec] = {}
+        self._logs: dict[str, deque[Event]] = {}
+        self._seqs: dict[str, int] = {}
+        self._timers: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    async def transact(self, decide: Decide[T]) -> Committed[T]:
+        result, changes = decide(_Snapshot(self))
+        self._agents.update(changes.agents)
+        self._engagements.update(changes.engagements)
+        self._queues.update(changes.queues)
+        events: list[tuple[str, Event]] = []
+        for agent_id, event in changes.events:
+            seq = self._seqs.get(agent_id, 0) + 1
+            self._seqs[agent_id] = seq
+            stamped = replace(event, seq=seq)
+            log = self._logs.get(agent_id)
+            if log is None:
+                log = self._logs[agent_id] = deque(maxlen=self.log_size)
+            log.append(stamped)
+            events.append((agent_id, stamped))
+        for key in changes.disarm:
+            self._timers.pop(key, None)
+        for key, due in changes.arm.items():
+            self._timers[key] = due
+            heapq.heappush(self._heap, (due, key))
+        return Committed(result, events, bool(changes.arm))
+
+    async def agent(self, agent_id: str) -> AgentRec | None:
+        return self._agents.get(agent_id)
+
+    async def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
+        return [self._agents.get(a) for a in agent_ids]
+
+    async def engagement(self, engagement_id: str) -> EngagementRec | None:
+        return self._engagements.get(engagement_id)
+
+    async def queue(self, queue_id: str) -> QueueRec | None:
+        return self._queues.get(queue_id)
+
+    async def epoch(self) -> str:
+        return self._epoch
+
+    async def latest_seq(self, agent_id: str) -> int:
+        return self._seqs.get(agent_id, 0)
+
+    async def replay(self, agent_id: str, after: int) -> list[Event] | None:
+        latest = self._seqs.get(agent_id, 0)
+        if after >= latest:
+            return [] if after == latest else None
+        log = self._logs.get(agent_id, deque())
+        if not log or log[0].seq > after + 1:
+            return None
+        return [e for e in log if e.seq > after]
+
+    async def claim_due(self, now: float, limit: int) -> list[str]:
+        claimed: list[str] = []
+        while self._heap and self._heap[0][0] <= now and len(claimed) < limit:
+            due, key = heapq.heappop(self._heap)
+            if self._timers.get(key) == due:
+                del self._timers[key]
+                claimed.append(key)
+        return claimed
+
+    async def next_due(self) -> float | None:
+        while self._heap and self._timers.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class _Snapshot:
+    """Reads straight from the store's dicts (see `Snapshot`): records are immutable, nothing leaks."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def agent(self, agent_id: str) -> AgentRec | None:
+        return self._store._agents.get(agent_id)
+
+    def engagement(self, engagement_id: str) -> EngagementRec | None:
+        return self._store._engagements.get(engagement_id)
+
+    def queue(self, queue_id: str) -> QueueRec | None:
+        return self._store._queues.get(queue_id)
+
+
+if TYPE_CHECKING:
+    from server.core.tx import Snapshot
+    from server.store.base import Store
+
+    _store: Store = MemoryStore()
+    _snapshot: Snapshot = _Snapshot(MemoryStore())

@@ -1,0 +1,80 @@
+"""What each client frame does: one core command per frame, and the `ok` it earns.
+
+Agent frames act as the signed-in agent on their own offers and engagements only (the core checks
+ownership); supervisor frames act on anyone and are recorded in history as the supervisor.
+"""
+
+from __future__ import annotations
+
+from protocol.codes import ErrorCode
+from protocol.frames import (
+    Accept,
+    Client,
+    Decline,
+    Disposition,
+    End,
+    ForceEnd,
+    ForceWrapUpDone,
+    Note,
+    Ok,
+    Open,
+    ServerFrame,
+    SetAgentStatus,
+    SetStatus,
+    WrapUpDone,
+)
+from protocol.model import AgentStatus
+from server.core import lifecycle
+from server.core.errors import Refused
+from server.core.lifecycle import agent_actor, supervisor_actor
+from server.node import Node
+
+
+async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
+    actor = agent_actor(agent_id)
+    match frame:
+        case SetStatus(status=status, reason=reason):
+            agent = await node.run(lambda tx: lifecycle.set_status(tx, agent_id, AgentStatus(status), reason, actor))
+            return _status_ok(agent.status, agent.reason, agent.next is not None)
+        case Accept(offer=offer):
+            eng = await node.run(lambda tx: lifecycle.accept(tx, agent_id, offer))
+            return Ok(engagement=eng.id, offer=offer)
+        case Decline(offer=offer, reason=reason):
+            eng = await node.run(lambda tx: lifecycle.decline(tx, agent_id, offer, reason))
+            return Ok(engagement=eng.id, offer=offer)
+        case Note(engagement=eid, text=text):
+            await node.run(lambda tx: lifecycle.note(tx, agent_id, eid, text))
+        case Disposition(engagement=eid, codes=codes):
+            await node.run(lambda tx: lifecycle.dispose(tx, agent_id, eid, codes))
+        case End(engagement=eid):
+            await node.run(lambda tx: lifecycle.end(tx, agent_id, eid))
+        case WrapUpDone(engagement=eid):
+            await node.run(lambda tx: lifecycle.wrap_up_done(tx, eid, actor, agent_id=agent_id))
+        case Open(engagement=eid):
+            await node.run(lambda tx: lifecycle.open_engagement(tx, agent_id, eid))
+        case _:
+            tag = type(frame).__struct_config__.tag
+            raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
+    return Ok(engagement=getattr(frame, "engagement", None))
+
+
+async def supervisor_action(node: Node, supervisor_id: str, frame: Client) -> ServerFrame:
+    actor = supervisor_actor(supervisor_id)
+    match frame:
+        case SetAgentStatus(agent=agent_id, status=status, reason=reason):
+            if agent_id not in node.dir.agents:
+                raise Refused(ErrorCode.UNKNOWN_AGENT, f"No agent {agent_id!r}")
+            agent = await node.run(lambda tx: lifecycle.set_status(tx, agent_id, AgentStatus(status), reason, actor))
+            return _status_ok(agent.status, agent.reason, agent.next is not None)
+        case ForceWrapUpDone(engagement=eid):
+            await node.run(lambda tx: lifecycle.wrap_up_done(tx, eid, actor))
+        case ForceEnd(engagement=eid):
+            await node.run(lambda tx: lifecycle.force_end(tx, eid, actor))
+        case _:
+            tag = type(frame).__struct_config__.tag
+            raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
+    return Ok(engagement=getattr(frame, "engagement", None))
+
+
+def _status_ok(status: AgentStatus, reason: str | None, deferred: bool) -> Ok:
+    return Ok(status=status, reason=reason, deferred=deferred)

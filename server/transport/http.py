@@ -1,0 +1,297 @@
+"""The HTTP API: ingest for flows (API key), and read-only views of queues, agents and engagements.
+
+Every error is JSON `{code, message}` with a fitting status; nothing else ever reaches the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from protocol.codes import ErrorCode
+from protocol.http import (
+    AgentInfo,
+    CreateEngagement,
+    DispositionInfo,
+    ErrorBody,
+    MembershipInfo,
+    QueueInfo,
+    QueueStats,
+)
+from protocol.model import AgentStatus, Consumer
+from server.auth import AuthError, check_api_key, verify
+from server.core import lifecycle
+from server.core.errors import Refused
+from server.core.records import AgentRec, QueueRec
+from server.core.routing import available, has_room
+from server.core.tx import activity
+from server.core.views import engagement_view
+from server.node import Node
+
+B = TypeVar("B")
+
+STATUS_OF: dict[ErrorCode, int] = {
+    ErrorCode.BAD_FRAME: 400,
+    ErrorCode.INVALID_FIELD: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.NOT_YOURS: 403,
+    ErrorCode.INVALID_STATE: 409,
+    ErrorCode.UNKNOWN_QUEUE: 422,
+    ErrorCode.UNKNOWN_AGENT: 422,
+    ErrorCode.UNKNOWN_DISPOSITION: 422,
+    ErrorCode.DISPOSITION_REQUIRED: 409,
+    ErrorCode.NO_CAPACITY: 409,
+    ErrorCode.NOT_ENABLED: 409,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+
+
+def error_response(code: ErrorCode, message: str, status: int | None = None) -> Response:
+    return json_response(ErrorBody(code=code, message=message), status or STATUS_OF.get(code, 400))
+
+
+class ApiError(Exception):
+    """Raised inside a handler to answer with an error body."""
+
+    def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _node(request: Request) -> Node:
+    return request.app.state.node
+
+
+def require_key(request: Request) -> None:
+    keys = _node(request).dir.server.api_keys
+    if not check_api_key(request.headers.get("authorization"), keys):
+        raise ApiError(ErrorCode.UNAUTHORIZED, "Send `Authorization: Bearer <api key>`")
+
+
+def require_reader(request: Request) -> None:
+    """Engagement data is for the ingest key or a signed-in agent or supervisor."""
+    header = request.headers.get("authorization")
+    node = _node(request)
+    if check_api_key(header, node.dir.server.api_keys):
+        return
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        try:
+            verify(node.dir.server.secret or "", token.strip(), node.clock())
+            return
+        except AuthError as exc:
+            raise ApiError(ErrorCode.UNAUTHORIZED, f"Bad credentials: {exc}") from None
+    raise ApiError(ErrorCode.UNAUTHORIZED, "Send `Authorization: Bearer <api key or token>`")
+
+
+async def read_body(request: Request, kind: type[B]) -> B:
+    limit = _node(request).dir.server.max_body_bytes
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(ErrorCode.TOO_LARGE, f"Body larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(ErrorCode.INVALID_FIELD, "Expected a JSON object body")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(ErrorCode.INVALID_FIELD, f"Invalid body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(ErrorCode.BAD_FRAME, f"Body is not valid JSON: {exc}") from None
+
+
+async def create_engagement(request: Request) -> Response:
+    require_key(request)
+    body = await read_body(request, CreateEngagement)
+    c = body.consumer
+    spec = lifecycle.NewEngagement(
+        queue=body.queue,
+        consumer=Consumer(id=c.id, name=c.name, phone=c.phone, email=c.email) if c else Consumer(),
+        variables=body.variables,
+        summary=body.summary,
+        priority=body.priority,
+        subject=body.subject,
+        body=body.body,
+    )
+    node = _node(request)
+    eng = await node.run(lambda tx: lifecycle.create(tx, spec))
+    return json_response(engagement_view(node.dir, eng), 201)
+
+
+async def get_engagement(request: Request) -> Response:
+    require_reader(request)
+    node = _node(request)
+    eid = request.path_params["id"]
+    eng = await node.store.engagement(eid)
+    if eng is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No engagement {eid!r}")
+    return json_response(engagement_view(node.dir, eng))
+
+
+async def end_engagement(request: Request) -> Response:
+    require_key(request)
+    node = _node(request)
+    eid = request.path_params["id"]
+    eng = await node.run(lambda tx: lifecycle.consumer_end(tx, eid))
+    return json_response(engagement_view(node.dir, eng))
+
+
+def _queue_info(node: Node, queue_id: str, qrec: QueueRec | None, agents: dict[str, AgentRec]) -> QueueInfo:
+    q = node.dir.queues[queue_id]
+    now = node.clock()
+    waiting = qrec.waiting if qrec else ()
+    counts = {s.value: 0 for s in AgentStatus}
+    free = 0
+    for member in node.dir.members[queue_id]:
+        rec = agents.get(member.agent) or AgentRec(id=member.agent)
+        counts[rec.status.value] += 1
+        if available(rec) and has_room(node.dir.agents[member.agent], rec, q.channel):
+            free += 1
+    return QueueInfo(
+        id=q.id,
+        name=q.title,
+        channel=q.channel,
+        acceptance=q.acceptance,
+        strategy=q.strategy,
+        ring_timeout_s=q.ring_timeout_s,
+        wrap_up_s=q.wrap_up_s,
+        dispositions=[DispositionInfo(code=d.code, label=d.label or d.code) for d in q.dispositions],
+        disposition_required=q.disposition_required,
+        transcription=q.transcription,
+        overflow_queue=q.overflow.queue if q.overflow else None,
+        overflow_after_s=q.overflow.after_s if q.overflow else None,
+        stats=QueueStats(
+            waiting=len(waiting),
+            longest_wait_s=round(max((now - w.since for w in waiting), default=0.0), 3),
+            agents=counts,
+            available=free,
+        ),
+    )
+
+
+async def _agent_records(node: Node) -> dict[str, AgentRec]:
+    ids = list(node.dir.agents)
+    return {a.id: a for a in await node.store.agents(ids) if a is not None}
+
+
+async def list_queues(request: Request) -> Response:
+    node = _node(request)
+    agents = await _agent_records(node)
+    infos = [_queue_info(node, qid, await node.store.queue(qid), agents) for qid in node.dir.queues]
+    return json_response(infos)
+
+
+async def get_queue(request: Request) -> Response:
+    node = _node(request)
+    qid = request.path_params["id"]
+    if qid not in node.dir.queues:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No queue {qid!r}")
+    return json_response(_queue_info(node, qid, await node.store.queue(qid), await _agent_records(node)))
+
+
+def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
+    cfg = node.dir.agents[agent_id]
+    rec = rec or AgentRec(id=agent_id)
+    return AgentInfo(
+        id=agent_id,
+        name=cfg.title,
+        queues=[MembershipInfo(id=m.id, priority=m.priority) for m in cfg.memberships()],
+        capacity={str(ch): n for ch, n in cfg.capacity.items()},
+        status=rec.status,
+        reason=rec.reason,
+        activity=activity(rec),
+        next_status=rec.next.status if rec.next else None,
+        next_reason=rec.next.reason if rec.next else None,
+        connected=rec.sessions > 0,
+        engagements=list(rec.holds),
+        offers=list(rec.offers),
+    )
+
+
+async def list_agents(request: Request) -> Response:
+    node = _node(request)
+    agents = await _agent_records(node)
+    return json_response([_agent_info(node, a, agents.get(a)) for a in node.dir.agents])
+
+
+async def get_agent(request: Request) -> Response:
+    node = _node(request)
+    aid = request.path_params["id"]
+    if aid not in node.dir.agents:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No agent {aid!r}")
+    return json_response(_agent_info(node, aid, await node.store.agent(aid)))
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    node = _node(request)
+    problems = []
+    if not await node.store.ping():
+        problems.append("store unreachable")
+    if not await node.broker.ping():
+        problems.append("broker not subscribed")
+    if problems:
+        return error_response(ErrorCode.UNAVAILABLE, "; ".join(problems), 503)
+    return json_response({"status": "ready"})
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.code, exc.message, exc.status)
+
+
+async def on_refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return error_response(exc.code, exc.message)
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "too_large"}
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return json_response(ErrorBody(code=code, message=str(exc.detail)), exc.status_code)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(ErrorCode.INTERNAL, "internal error; it has been logged", 500)
+
+
+routes = [
+    Route("/v1/engagements", create_engagement, methods=["POST"]),
+    Route("/v1/engagements/{id}", get_engagement, methods=["GET"]),
+    Route("/v1/engagements/{id}/end", end_engagement, methods=["POST"]),
+    Route("/v1/queues", list_queues, methods=["GET"]),
+    Route("/v1/queues/{id}", get_queue, methods=["GET"]),
+    Route("/v1/agents", list_agents, methods=["GET"]),
+    Route("/v1/agents/{id}", get_agent, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

@@ -1,0 +1,81 @@
+"""The invariants of DESIGN.md, checked over a full set of records (any store, any number of nodes).
+
+- an engagement is offered to or handled by at most one agent at a time (ring-all excepted for offers);
+- an agent never exceeds capacity, and never holds channels that block each other;
+- no engagement is lost: each is final, or waiting in exactly one queue, or offered, or held;
+- agents' and engagements' views of each other agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from protocol.model import EngagementState, Strategy
+from server.config import Directory
+from server.core.records import AgentRec, EngagementRec, QueueRec
+
+S = EngagementState
+HELD = (S.ACTIVE, S.WRAP_UP, S.ASSIGNED, S.OPEN)
+
+
+def violations(
+    directory: Directory,
+    agents: Iterable[AgentRec],
+    engagements: Iterable[EngagementRec],
+    queues: Iterable[QueueRec],
+) -> list[str]:
+    agents_by_id = {a.id: a for a in agents}
+    engs = {e.id: e for e in engagements}
+    problems: list[str] = []
+    waiting = Counter((q.id, w.engagement) for q in queues for w in q.waiting)
+    for (qid, eid), n in waiting.items():
+        if n != 1:
+            problems.append(f"{eid} waits {n} times in {qid}")
+        eng = engs.get(eid)
+        if eng is None or eng.state is not S.QUEUED or eng.queue != qid:
+            problems.append(f"{eid} waits in {qid} but is {eng.state if eng else 'missing'}")
+    for eng in engs.values():
+        where = f"{eng.id} ({eng.state})"
+        if eng.state is S.QUEUED and waiting[(eng.queue, eng.id)] != 1:
+            problems.append(f"{where} is not in its queue's line: lost")
+        if eng.state is S.OFFERED:
+            if not eng.offers:
+                problems.append(f"{where} has no offer")
+            if len(eng.offers) > 1 and directory.queues[eng.queue].strategy is not Strategy.RING_ALL:
+                problems.append(f"{where} rings {len(eng.offers)} agents in a one-at-a-time queue")
+            if len({o.agent for o in eng.offers}) != len(eng.offers):
+                problems.append(f"{where} rings one agent twice")
+            for offer in eng.offers:
+                ref = agents_by_id.get(offer.agent, AgentRec(id=offer.agent)).offers.get(offer.id)
+                if ref is None or ref.engagement != eng.id:
+                    problems.append(f"{where}: {offer.agent} does not know offer {offer.id}")
+        elif eng.offers:
+            problems.append(f"{where} still has offers {eng.offers}")
+        if eng.state in HELD:
+            holder = agents_by_id.get(eng.agent or "")
+            hold = holder.holds.get(eng.id) if holder else None
+            if hold is None or hold.state is not eng.state:
+                problems.append(f"{where}: its agent {eng.agent} does not hold it as {eng.state}")
+        if eng.state in (S.QUEUED, S.OFFERED) and eng.agent is not None:
+            problems.append(f"{where} has an agent {eng.agent}")
+    for agent in agents_by_id.values():
+        cfg = directory.agents[agent.id]
+        for eid, hold in agent.holds.items():
+            eng = engs.get(eid)
+            if eng is None or eng.agent != agent.id or eng.state is not hold.state:
+                state = f"{eng.state} for {eng.agent}" if eng else "missing"
+                problems.append(f"{agent.id} holds {eid} as {hold.state}, but it is {state}")
+        for oid, ref in agent.offers.items():
+            eng = engs.get(ref.engagement)
+            if eng is None or not any(o.id == oid and o.agent == agent.id for o in eng.offers):
+                problems.append(f"{agent.id} has offer {oid} that its engagement does not")
+        for channel in agent.busy_channels():
+            if agent.load(channel) > cfg.capacity.get(channel, 0):
+                problems.append(f"{agent.id} over capacity on {channel}: {agent.load(channel)}")
+        busy = agent.busy_channels()
+        for channel in busy:
+            blocked = set(cfg.blocks.get(channel, ())) & (busy - {channel})
+            if blocked:
+                problems.append(f"{agent.id} holds {channel} with {sorted(blocked)} which it blocks")
+    return problems
