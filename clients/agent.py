@@ -190,7 +190,7 @@ class _Client:
         except WsConnectionClosed:
             pass
         finally:
-            rcvd = ws.close_rcvd
+            rcvd = ws.protocol.close_rcvd
             closed = ConnectionClosed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "connection lost")
             self._closed = closed
             for future in self._pending.values():

@@ -12,6 +12,7 @@ import enum
 
 class ErrorCode(enum.StrEnum):
     BAD_FRAME = "bad_frame"
+    INVALID_BODY = "invalid_body"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_FIELD = "invalid_field"
     HELLO_REQUIRED = "hello_required"
@@ -35,6 +36,7 @@ class ErrorCode(enum.StrEnum):
 
 ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.BAD_FRAME: "The frame is not valid JSON/MessagePack or not an object. Fix the client; do not retry.",
+    ErrorCode.INVALID_BODY: "The HTTP body is not valid JSON. Fix the caller; do not retry.",
     ErrorCode.UNKNOWN_TYPE: "The `type` is not a frame this endpoint knows. Fix the client; do not retry.",
     ErrorCode.INVALID_FIELD: "A field is missing, unknown or of the wrong type; `message` names it. Do not retry.",
     ErrorCode.HELLO_REQUIRED: "The first frame on a socket must be `hello`. Send `hello`, then retry.",

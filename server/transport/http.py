@@ -37,6 +37,7 @@ B = TypeVar("B")
 
 STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.BAD_FRAME: 400,
+    ErrorCode.INVALID_BODY: 400,
     ErrorCode.INVALID_FIELD: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
@@ -114,13 +115,13 @@ async def read_body(request: Request, kind: type[B]) -> B:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise ApiError(ErrorCode.INVALID_FIELD, "Expected a JSON object body")
+        raise ApiError(ErrorCode.INVALID_BODY, "Expected a JSON object body")
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         raise ApiError(ErrorCode.INVALID_FIELD, f"Invalid body: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ApiError(ErrorCode.BAD_FRAME, f"Body is not valid JSON: {exc}") from None
+        raise ApiError(ErrorCode.INVALID_BODY, f"Body is not valid JSON: {exc}") from None
 
 
 async def create_engagement(request: Request) -> Response:

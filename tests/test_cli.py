@@ -1,0 +1,76 @@
+"""The `switchboard` command as a user runs it: real processes, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from server.auth import verify
+from server.config import load
+
+EXE = Path(sys.executable).parent / "switchboard"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_token_is_signed_with_the_configured_secret():
+    out = run("token", "alice")
+    assert out.returncode == 0
+    claims = verify(load(None).server.secret or "", out.stdout.strip())
+    assert (claims.sub, claims.role) == ("alice", "agent")
+
+
+def test_token_follows_the_secret_from_the_environment():
+    secret = "e" * 48
+    out = run("token", "sam", "--role", "supervisor", "--ttl", "60", env={**os.environ, "SWITCHBOARD_SECRET": secret})
+    claims = verify(secret, out.stdout.strip())
+    assert claims.role == "supervisor" and claims.exp - claims.iat == 60
+
+
+def test_token_for_someone_unknown_fails():
+    out = run("token", "nobody")
+    assert out.returncode == 2 and "no agent 'nobody'" in out.stderr
+
+
+def test_schema_prints_the_json_schema():
+    out = run("schema")
+    schema = json.loads(out.stdout)
+    assert "Ring" in schema["$defs"] and "Hello" in schema["$defs"]
+
+
+def test_serve_refuses_a_bad_config_and_names_the_key(tmp_path):
+    bad = tmp_path / "center.toml"
+    bad.write_text('[server]\nsecret = "x"\n[[queues]]\nid = "q"\nchannel = "pigeon"\n')
+    out = run("serve", "--config", str(bad))
+    assert out.returncode == 2
+    assert "queues[0].channel" in out.stderr
+
+
+def test_serve_with_no_arguments_runs_the_demo():
+    with subprocess.Popen(
+        [str(EXE), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 30
+            url = None
+            while time.monotonic() < deadline and url is None:
+                line = proc.stdout.readline()
+                if m := re.search(r"listening on (http://\S+)", line):
+                    url = m.group(1)
+            assert url, "the server did not say where it listens"
+            assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+            queues = httpx.get(f"{url}/v1/queues").json()
+            assert {q["channel"] for q in queues} == {"voice", "video", "chat", "email"}
+        finally:
+            proc.terminate()
+            proc.wait(10)
