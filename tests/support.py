@@ -165,6 +165,7 @@ async def serving(app: Starlette, max_frame_bytes: int = 1 << 20) -> AsyncIterat
         ws_max_size=max_frame_bytes,
         lifespan="on",
         log_level="warning",
+        timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

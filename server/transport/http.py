@@ -38,6 +38,7 @@ B = TypeVar("B")
 STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.BAD_FRAME: 400,
     ErrorCode.INVALID_BODY: 400,
+    ErrorCode.UNKNOWN_TYPE: 400,
     ErrorCode.INVALID_FIELD: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,

@@ -41,6 +41,7 @@ from server.node import Node
 from server.transport.actions import agent_action, supervisor_action
 
 log = logging.getLogger("switchboard.session")
+CLOSE_TIMEOUT_S = 2.0
 
 
 class _Close(Exception):
@@ -66,7 +67,8 @@ class Session:
         self._unsubscribe: Unsubscribe | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
-        self._closer: asyncio.Future[None] | None = None
+        self._failed = asyncio.Event()
+        self._failure: _Close | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -86,11 +88,34 @@ class Session:
                 return
             self._authenticate(hello.token or url_token)
             await self._welcome(hello)
-            await self._read()
+            await self._until_done()
         except _Close as close:
             await self._close(close.code, close.reason)
         finally:
             await self._teardown()
+
+    async def _until_done(self) -> None:
+        """Read until the client leaves, or until the outbound side gives up on it (`_fail`)."""
+        reader = asyncio.create_task(self._read())
+        failed = asyncio.create_task(self._failed.wait())
+        try:
+            await asyncio.wait({reader, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        if reader.done() and not reader.cancelled():
+            reader.result()
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """Give up on this client from a callback that cannot await: the session closes it and ends."""
+        if self._failure is None:
+            self._failure = _Close(code, reason)
+            self._failed.set()
 
     async def _teardown(self) -> None:
         if self._writer is not None:
@@ -107,12 +132,13 @@ class Session:
                 log.exception("could not record the disconnect of agent %s", subject)
 
     async def _close(self, code: CloseCode, reason: str) -> None:
+        """Send the close frame; a client that does not read cannot hold the session open past a timeout."""
         if self._closing:
             return
         self._closing = True
         if self.ws.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.ws.close(code=int(code), reason=reason[:120])
+            with contextlib.suppress(RuntimeError, OSError, TimeoutError):
+                await asyncio.wait_for(self.ws.close(code=int(code), reason=reason[:120]), CLOSE_TIMEOUT_S)
 
     # --- handshake -------------------------------------------------------------------------------
 
@@ -276,7 +302,7 @@ class Session:
         self._enqueue(delivery)
 
     def _enqueue(self, item: ServerFrame | Delivery) -> None:
-        if self._closing:
+        if self._closing or self._failure is not None:
             return
         try:
             self.outbox.put_nowait(item)
@@ -285,7 +311,7 @@ class Session:
 
     def _overflow(self) -> None:
         log.warning("%s %s is not reading; disconnecting", self.role, self.subject)
-        self._closer = asyncio.ensure_future(self._close(CloseCode.SLOW_CONSUMER, "outbound queue full"))
+        self._fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
 
     async def _write(self) -> None:
         try:
@@ -298,7 +324,7 @@ class Session:
         except (RuntimeError, OSError):
             return  # the socket is gone; the reader sees the disconnect and tears down
         except _Close as close:
-            await self._close(close.code, close.reason)
+            self._fail(close.code, close.reason)
 
     async def _deliver(self, delivery: Delivery) -> None:
         seq = getattr(delivery.frame, "seq", 0)

@@ -28,7 +28,13 @@ def center_config(**server: Any) -> Config:
                 dispositions=[{"code": "resolved", "label": "Resolved"}, {"code": "callback", "label": "Call back"}],
                 disposition_required=True,
             ),
-            {"id": "chat", "channel": "chat", "acceptance": "auto", "wrap_up_s": 30},
+            {
+                "id": "chat",
+                "channel": "chat",
+                "acceptance": "auto",
+                "wrap_up_s": 30,
+                "dispositions": [{"code": "sale"}],
+            },
             voice_queue("quick", ring_timeout_s=0.4),
         ],
         [

@@ -14,7 +14,7 @@ from clients.agent import AgentClient, SupervisorClient
 from server.app import create_app
 from server.auth import issue
 from tests.e2e.conftest import Raw, center_config, raw_agent
-from tests.support import SECRET, Running, serving, token
+from tests.support import API_KEY, SECRET, Running, serving, token
 
 
 async def closed_with(ws: object, within: float = 5.0) -> tuple[int | None, str]:
@@ -204,3 +204,26 @@ async def test_supervisor_socket_acts_on_agents_and_is_forbidden_agent_actions(l
         record = (await api.get(f"/v1/engagements/{eid}")).json()
         assert record["state"] == "closed"
         assert [h["actor"] for h in record["history"][-2:]] == ["supervisor:sue", "supervisor:sue"]
+
+
+async def test_a_client_that_stops_reading_is_disconnected_while_the_agents_other_socket_carries_on():
+    async with serving(create_app(center_config(outbound_queue=8))) as live:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with (
+            httpx.AsyncClient(base_url=live.http, headers=headers) as api,
+            AgentClient.connect(live.ws, token("ann")) as reader,
+        ):
+            stuck = await connect(f"{live.ws}/v1/agent", max_size=None, max_queue=1, compression=None)
+            await stuck.send(json.dumps({"type": "hello", "id": 1, "token": token("ann")}))
+            await reader.set_status("ready")
+            big = {f"field{i}": "x" * 35_000 for i in range(25)}
+            eid = (await api.post("/v1/engagements", json={"queue": "chat", "variables": big})).json()["id"]
+            for _ in range(40):  # each disposition sends ~1.8 MB snapshots to both sockets of ann
+                await reader.disposition(eid, ["sale"])
+            code, reason = await closed_with(stuck, within=10)
+            assert (code, reason) == (4500, "outbound queue full")
+            agents = {a["id"]: a for a in (await api.get("/v1/agents")).json()}
+            assert agents["ann"]["connected"] is True  # the reading tab is still there
+            await reader.disposition(eid, [])
+            latest = await reader.next_event("engagement", where=lambda e: e.engagement.dispositions == [])
+            assert latest.engagement.id == eid
