@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -48,18 +49,37 @@ async def index(request: Request) -> Response:
 def create_app(
     config: Config,
     *,
+    redis_url: str | None = None,
+    redis_prefix: str = "sb",
     store: Store | None = None,
     broker: Broker | None = None,
     clock: Callable[[], float] = time.time,
     ids: IdSource = random_ids,
 ) -> Starlette:
+    """The app for one node: in memory by default; with `redis_url`, one node of a cluster."""
     directory = Directory(config)
+    node_id = uuid.uuid4().hex[:12]
+    poll_s = 1.0
+    if redis_url is not None:
+        from redis.asyncio import BlockingConnectionPool, Redis
+
+        from server.bus.redis import RedisBroker
+        from server.store.redis import RedisStore
+
+        members = {q: [m.agent for m in ms] for q, ms in directory.members.items()}
+        # a pool that makes a burst wait for a connection rather than fail
+        client = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=10))
+        store = RedisStore(client, prefix=redis_prefix, log_size=config.server.event_log_size, queue_members=members)
+        broker = RedisBroker(client, prefix=redis_prefix, node_id=node_id)
+        poll_s = 0.05  # other nodes arm timers too: poll rather than wait to be woken
     node = Node(
         directory,
         store or MemoryStore(config.server.event_log_size),
         broker or MemoryBroker(),
         clock=clock,
         ids=ids,
+        timer_poll_s=poll_s,
+        node_id=node_id,
     )
 
     @asynccontextmanager

@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config)
+    app = create_app(config, redis_url=args.redis, redis_prefix=args.redis_prefix)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -55,6 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             base = f"http://{args.host}:{port}"
             print(f"Switchboard listening on {base}", flush=True)
             print(f"  agent socket: ws://{args.host}:{port}/v1/agent", flush=True)
+            if args.redis:
+                print(f"  cluster node {app.state.node.node_id} on {args.redis}", flush=True)
             if args.config is None:
                 print("  demo configuration: agents alice, bob, carol, dan; supervisor sam", flush=True)
                 print(f"  ingest key: {config.server.api_keys[0]}", flush=True)
@@ -94,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     serve.add_argument("--config", help="TOML configuration file (default: the built-in demo)")
+    serve.add_argument("--redis", metavar="URL", help="share queues with other nodes through this Redis")
+    serve.add_argument("--redis-prefix", default="sb", help="key prefix in Redis (one per contact center)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

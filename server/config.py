@@ -118,6 +118,8 @@ class ServerCfg(Cfg, kw_only=True):
     max_body_bytes: int = 1 << 20
     event_log_size: int = 1000
     outbound_queue: int = 1000
+    heartbeat_s: float = 1.0
+    node_timeout_s: float = 5.0
 
 
 class Config(Cfg, kw_only=True):
@@ -273,6 +275,8 @@ def validate(config: Config, source: str = "config") -> None:
         problems.append(f"server.event_log_size: must be >= 1, got {config.server.event_log_size}")
     if config.server.outbound_queue < 8:
         problems.append(f"server.outbound_queue: must be >= 8, got {config.server.outbound_queue}")
+    if config.server.node_timeout_s <= 2 * config.server.heartbeat_s:
+        problems.append("server.node_timeout_s: must be more than twice server.heartbeat_s")
     if config.server.grace_s < 0:
         problems.append(f"server.grace_s: must be >= 0, got {config.server.grace_s}")
     if problems:

@@ -1,4 +1,5 @@
-"""A server node: runs core commands as store transactions, publishes their events, fires timers.
+"""A server node: runs core commands as store transactions, publishes their events, fires timers,
+keeps its heartbeat, and writes off the sockets of nodes that died.
 
 This is the only place where the pure core meets time, ids, the store and the broker. Transport
 code (sockets, HTTP) calls `Node.run` with a core function and gets its result, or `Refused`.
@@ -12,8 +13,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from protocol.codes import CloseCode
 from server.bus.base import Broker, Delivery, agent_topic
 from server.config import Directory
 from server.core import lifecycle
@@ -29,6 +31,12 @@ def random_ids(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
+class Closable(Protocol):
+    """A socket session the node can close (on a store reset, or when draining)."""
+
+    def fail(self, code: CloseCode, reason: str) -> None: ...
+
+
 class Node:
     def __init__(
         self,
@@ -39,23 +47,29 @@ class Node:
         clock: Callable[[], float] = time.time,
         ids: IdSource = random_ids,
         timer_poll_s: float = 1.0,
+        node_id: str | None = None,
     ) -> None:
         self.dir = directory
         self.store = store
         self.broker = broker
         self.clock = clock
         self.ids = ids
-        self.node_id = uuid.uuid4().hex[:12]
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.epoch = ""
+        self.sessions: set[Closable] = set()
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()
-        self._timer_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, command: Callable[[Tx], T]) -> T:
-        """Run one core command as one transaction; publish its events; return its result."""
-        now = self.clock()
+        """Run one core command as one transaction; publish its events; return its result.
+
+        Each attempt reads the clock afresh, so a decision that waited on another transaction's
+        commit is never stamped earlier than it.
+        """
 
         def decide(snapshot: Snapshot) -> tuple[T, Changes]:
-            tx = Tx(snapshot, self.dir, now, self.ids)
+            tx = Tx(snapshot, self.dir, self.clock(), self.ids)
             result = command(tx)
             return result, tx.changes()
 
@@ -67,14 +81,31 @@ class Node:
         return committed.result
 
     async def start(self) -> None:
-        self._timer_task = asyncio.create_task(self._timers(), name="switchboard-timers")
+        await self.broker.start()
+        self.epoch = await self.store.epoch()
+        self.broker.on_resync(lambda: self._spawn(self._check_epoch()))
+        await self.store.heartbeat(self.node_id, self.clock())
+        self._tasks = [
+            asyncio.create_task(self._timers(), name="switchboard-timers"),
+            asyncio.create_task(self._liveness(), name="switchboard-liveness"),
+        ]
 
     async def stop(self) -> None:
-        if self._timer_task is not None:
-            self._timer_task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._timer_task
-            self._timer_task = None
+                await task
+        self._tasks = []
+        with contextlib.suppress(Refused):
+            await self.store.forget_node(self.node_id)
+
+    def _spawn(self, work: object) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    # --- timers ----------------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
         """Fire every timer due now; returns how many fired."""
@@ -86,6 +117,7 @@ class Node:
                     await self.run(lambda tx, key=key: lifecycle.fire(tx, key))
                 except Refused as exc:
                     log.error("timer %s refused: %s", key, exc.message)
+            await self.store.done(keys)
         return fired
 
     async def _timers(self) -> None:
@@ -94,9 +126,47 @@ class Node:
             try:
                 await self.fire_due()
                 due = await self.store.next_due()
-            except Exception:
-                log.exception("timer loop failed; retrying")
+            except Refused as exc:
+                log.warning("timers paused: %s", exc.message)
                 due = None
             delay = self._timer_poll_s if due is None else min(max(0.0, due - self.clock()), self._timer_poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    # --- liveness --------------------------------------------------------------------------------
+
+    async def _liveness(self) -> None:
+        server = self.dir.server
+        while True:
+            await asyncio.sleep(server.heartbeat_s)
+            try:
+                await self.store.heartbeat(self.node_id, self.clock())
+                for dead in await self.store.dead_nodes(self.clock(), server.node_timeout_s):
+                    if dead != self.node_id:
+                        await self.write_off(dead)
+            except Refused as exc:
+                log.warning("heartbeat failed: %s", exc.message)
+
+    async def write_off(self, dead: str) -> None:
+        """A node stopped beating: its agents' sockets are gone, as if each had dropped."""
+        ids = list(self.dir.agents)
+        for agent in await self.store.agents(ids):
+            if agent is not None and dead in agent.sessions:
+                await self.run(lambda tx, a=agent.id: lifecycle.node_lost(tx, a, dead))
+        await self.store.forget_node(dead)
+        log.warning("node %s stopped beating; its sockets were written off", dead)
+
+    async def _check_epoch(self) -> None:
+        """After a reconnect: if the store lost its data (a new epoch), every client must start afresh."""
+        try:
+            epoch = await self.store.epoch()
+        except Refused:
+            return
+        if epoch != self.epoch:
+            log.warning(
+                "the store was reset (epoch %s -> %s); closing %d sockets", self.epoch, epoch, len(self.sessions)
+            )
+            self.epoch = epoch
+            await self.store.heartbeat(self.node_id, self.clock())
+            for session in list(self.sessions):
+                session.fail(CloseCode.GOING_AWAY, "store reset; reconnect")

@@ -79,3 +79,45 @@ def violations(
             if blocked:
                 problems.append(f"{agent.id} holds {channel} with {sorted(blocked)} which it blocks")
     return problems
+
+
+ACQUIRE = {"offered", "assigned"}
+RELEASE = {"declined", "expired", "rescinded"}
+FINISH = {"closed", "resolved"}
+
+
+def history_violations(directory: Directory, engagements: Iterable[EngagementRec]) -> list[str]:
+    """What the histories say happened, checked over time: one agent per engagement, one ring at a time
+    (but for ring-all), and no agent over capacity at any moment."""
+    problems: list[str] = []
+    moves: list[tuple[float, int, str, str]] = []  # (at, +1/-1, agent, channel)
+    for eng in engagements:
+        ring_all = directory.queues[eng.queue].strategy is Strategy.RING_ALL
+        accepted = [h.agent for h in eng.history if h.event == "accepted"]
+        if len(accepted) > 1:
+            problems.append(f"{eng.id} was accepted by {accepted}")
+        if accepted and accepted[0] != eng.agent:
+            problems.append(f"{eng.id} was accepted by {accepted[0]} but is held by {eng.agent}")
+        outstanding: set[str] = set()
+        for h in eng.history:
+            if h.event == "offered" and h.offer:
+                outstanding.add(h.offer)
+                if len(outstanding) > 1 and not ring_all:
+                    problems.append(f"{eng.id} rang {sorted(outstanding)} at once at {h.at}")
+            elif h.offer and h.event in RELEASE | {"accepted"}:
+                outstanding.discard(h.offer)
+            if h.event in ACQUIRE and h.agent:
+                moves.append((h.at, +1, h.agent, eng.channel.value))
+            elif (h.event in RELEASE and h.agent) or (h.event in FINISH and h.agent):
+                moves.append((h.at, -1, h.agent, eng.channel.value))
+        if outstanding != {o.id for o in eng.offers}:
+            problems.append(f"{eng.id}: its history leaves {sorted(outstanding)} ringing, the record {eng.offers}")
+    load: Counter[tuple[str, str]] = Counter()
+    for at, delta, agent_id, channel in sorted(moves, key=lambda m: (m[0], m[1])):
+        load[(agent_id, channel)] += delta
+        capacity = directory.agents[agent_id].capacity.get(channel, 0)  # type: ignore[call-overload]
+        if load[(agent_id, channel)] > capacity:
+            problems.append(f"{agent_id} held {load[(agent_id, channel)]} {channel} at {at} (capacity {capacity})")
+        if load[(agent_id, channel)] < 0:
+            problems.append(f"{agent_id} released more {channel} than it held at {at}")
+    return problems

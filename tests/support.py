@@ -121,7 +121,7 @@ class World:
     # commands, as an agent or flow would issue them
     def sign_in(self, *agent_ids: str, ready: bool = True) -> None:
         for a in agent_ids:
-            self.do(lambda tx, a=a: lifecycle.sign_in(tx, a, True))
+            self.do(lambda tx, a=a: lifecycle.sign_in(tx, a, "n1", True))
             if ready:
                 self.do(lambda tx, a=a: lifecycle.set_status(tx, a, lifecycle.AgentStatus.READY, None, f"agent:{a}"))
             self.now += 1.0  # distinct idle times, so longest-idle order is the sign-in order

@@ -18,16 +18,25 @@ def agent_topic(agent_id: str) -> str:
 
 
 class Delivery:
-    """One event bound for one topic; `payload(codec)` encodes it once per codec and caches it."""
+    """One event bound for one topic; `payload(codec)` encodes it once per codec and caches it.
+
+    A delivery with no frame (`Delivery.resync(topic)`) means "events may have been missed": the
+    receiver reads what it lacks from the store's log.
+    """
 
     __slots__ = ("_payloads", "frame", "topic")
 
-    def __init__(self, topic: str, frame: ServerFrame) -> None:
+    def __init__(self, topic: str, frame: ServerFrame | None) -> None:
         self.topic = topic
         self.frame = frame
         self._payloads: dict[str, bytes | str] = {}
 
+    @classmethod
+    def resync(cls, topic: str) -> Delivery:
+        return cls(topic, None)
+
     def payload(self, codec: Codec) -> bytes | str:
+        assert self.frame is not None
         cached = self._payloads.get(codec.subprotocol)
         if cached is None:
             cached = self._payloads[codec.subprotocol] = codec.encode(self.frame)
@@ -49,11 +58,21 @@ class Broker(Protocol):
       connection drop) recovers it from the store's per-agent log, by `seq`.
     - Handlers are called without awaiting; one slow socket never delays another.
     - `subscribe` returns once the subscription is live: events published afterwards reach it.
+    - After a lost connection the broker reconnects and re-subscribes by itself, then sends every
+      local handler a resync delivery and calls the `on_resync` callbacks.
     """
 
     async def publish(self, deliveries: Sequence[Delivery]) -> None: ...
 
     async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe: ...
+
+    async def start(self) -> None:
+        """Open connections; after this, `subscribe` and `publish` work."""
+        ...
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever deliveries may have been missed (after a reconnect)."""
+        ...
 
     async def ping(self) -> bool:
         """True when subscriptions are live (for /readyz)."""

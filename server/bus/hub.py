@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from server.bus.base import Delivery, Handler
 
 
 class Hub:
     def __init__(self) -> None:
         self._handlers: dict[str, set[Handler]] = {}
+        self.resync_callbacks: list[Callable[[], None]] = []
 
     def add(self, topic: str, handler: Handler) -> bool:
         """Add a handler; True when it is the topic's first on this node."""
@@ -32,3 +35,12 @@ class Hub:
 
     def topics(self) -> list[str]:
         return list(self._handlers)
+
+    def resync(self) -> None:
+        """Tell every handler (and resync callback) that deliveries may have been missed."""
+        for topic, handlers in list(self._handlers.items()):
+            marker = Delivery.resync(topic)
+            for handler in tuple(handlers):
+                handler(marker)
+        for callback in self.resync_callbacks:
+            callback()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from server.bus.base import Delivery, Handler, Unsubscribe
@@ -14,6 +14,12 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self.hub = Hub()
+
+    async def start(self) -> None:
+        return None
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        self.hub.resync_callbacks.append(callback)
 
     async def publish(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:

@@ -547,14 +547,15 @@ def set_status(tx: Tx, agent_id: str, status: AgentStatus, reason: str | None, a
     return tx.agent(agent_id)
 
 
-def connect(tx: Tx, agent_id: str, resend_rings: bool) -> AgentRec:
-    """A socket signed in. First sign-in: not ready. Back within the grace: as before, rings re-sent."""
+def connect(tx: Tx, agent_id: str, node: str, resend_rings: bool) -> AgentRec:
+    """A socket signed in on `node`. First sign-in: not ready. Back within the grace: as before, rings re-sent."""
     agent = tx.agent(agent_id)
     tx.disarm(grace_key(agent_id))
     status, reason = agent.status, agent.reason
     if status is AgentStatus.OFFLINE:
         status, reason = AgentStatus.NOT_READY, None
-    agent = replace(agent, sessions=agent.sessions + 1, disconnected_at=None, status=status, reason=reason)
+    sessions = {**agent.sessions, node: agent.sessions.get(node, 0) + 1}
+    agent = replace(agent, sessions=sessions, disconnected_at=None, status=status, reason=reason)
     tx.put_agent(agent)
     if resend_rings:
         for offer_id, ref in agent.offers.items():
@@ -565,14 +566,30 @@ def connect(tx: Tx, agent_id: str, resend_rings: bool) -> AgentRec:
     return agent
 
 
-def disconnect(tx: Tx, agent_id: str) -> AgentRec:
-    """A socket closed. The last one starts the grace period; rings keep running meanwhile."""
+def disconnect(tx: Tx, agent_id: str, node: str) -> AgentRec:
+    """A socket on `node` closed. The agent's last one starts the grace period; rings keep running meanwhile."""
     agent = tx.agent(agent_id)
-    sessions = max(0, agent.sessions - 1)
-    agent = replace(agent, sessions=sessions, disconnected_at=tx.now if sessions == 0 else None)
+    left = agent.sessions.get(node, 0) - 1
+    sessions = {n: c for n, c in agent.sessions.items() if n != node}
+    if left > 0:
+        sessions[node] = left
+    return _sessions_changed(tx, agent, sessions)
+
+
+def node_lost(tx: Tx, agent_id: str, node: str) -> AgentRec:
+    """`node` died with some of the agent's sockets: they are gone, as if each had dropped."""
+    agent = tx.agent(agent_id)
+    if node not in agent.sessions:
+        return agent
+    return _sessions_changed(tx, agent, {n: c for n, c in agent.sessions.items() if n != node})
+
+
+def _sessions_changed(tx: Tx, agent: AgentRec, sessions: dict[str, int]) -> AgentRec:
+    gone = not sessions and agent.connected
+    agent = replace(agent, sessions=sessions, disconnected_at=tx.now if gone else agent.disconnected_at)
     tx.put_agent(agent)
-    if sessions == 0:
-        tx.arm(grace_key(agent_id), tx.now + tx.dir.server.grace_s)
+    if gone:
+        tx.arm(grace_key(agent.id), tx.now + tx.dir.server.grace_s)
     return agent
 
 
@@ -628,7 +645,7 @@ def _wrap_up_expired(tx: Tx, engagement_id: str) -> None:
 
 def _grace_expired(tx: Tx, agent_id: str) -> None:
     agent = tx.agent(agent_id)
-    if agent.sessions > 0 or agent.disconnected_at is None:
+    if agent.connected or agent.disconnected_at is None:
         return
     due = agent.disconnected_at + tx.dir.server.grace_s
     if tx.now < due:
@@ -685,8 +702,8 @@ class SignIn(Struct, frozen=True):
     offers: list[Ring]
 
 
-def sign_in(tx: Tx, agent_id: str, resend_rings: bool) -> SignIn:
-    agent = connect(tx, agent_id, resend_rings)
+def sign_in(tx: Tx, agent_id: str, node: str, resend_rings: bool) -> SignIn:
+    agent = connect(tx, agent_id, node, resend_rings)
     engagements = [engagement_view(tx.dir, e) for e in map(tx.engagement, agent.holds) if e is not None]
     offers = []
     for offer_id, ref in agent.offers.items():

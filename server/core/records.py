@@ -61,17 +61,22 @@ class NextStatus(Struct, frozen=True, array_like=True):
 
 
 class AgentRec(Struct, frozen=True, kw_only=True):
-    """An agent's live state. `sessions` counts open sockets; `idle_since` feeds longest-idle routing."""
+    """An agent's live state. `sessions` counts open sockets per node (so a dead node's can be written off);
+    `idle_since` feeds longest-idle routing."""
 
     id: str
     status: AgentStatus = AgentStatus.OFFLINE
     reason: str | None = None
     next: NextStatus | None = None
-    sessions: int = 0
+    sessions: dict[str, int] = field(default_factory=dict)
     disconnected_at: float | None = None
     idle_since: float = 0.0
     holds: dict[str, Hold] = field(default_factory=dict)
     offers: dict[str, OfferRef] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sessions)
 
     def load(self, channel: Channel) -> int:
         """Engagements held or ringing on `channel`: what counts against capacity."""

@@ -24,19 +24,15 @@ def has_room(cfg: AgentCfg, agent: AgentRec, channel: Channel) -> bool:
 
 def available(agent: AgentRec) -> bool:
     """Signed in, ready, and not about to change status."""
-    if agent.sessions <= 0 or agent.status is not AgentStatus.READY:
+    if not agent.connected or agent.status is not AgentStatus.READY:
         return False
     return agent.next is None or agent.next.status is AgentStatus.READY
 
 
 def candidates(tx: Tx, queue: QueueCfg) -> list[AgentRec]:
     """Members of the queue who could take one more of its engagements now, in member order."""
-    out = []
-    for member in tx.dir.members[queue.id]:
-        agent = tx.agent(member.agent)
-        if available(agent) and has_room(tx.dir.agents[member.agent], agent, queue.channel):
-            out.append(agent)
-    return out
+    members = tx.agents([m.agent for m in tx.dir.members[queue.id]])
+    return [a for a in members if available(a) and has_room(tx.dir.agents[a.id], a, queue.channel)]
 
 
 class Choice(Struct, frozen=True):

@@ -30,6 +30,10 @@ class Snapshot(Protocol):
 
     def agent(self, agent_id: str) -> AgentRec | None: ...
 
+    def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
+        """Several agents at once: one round trip for a store that has to fetch them."""
+        ...
+
     def engagement(self, engagement_id: str) -> EngagementRec | None: ...
 
     def queue(self, queue_id: str) -> QueueRec | None: ...
@@ -91,6 +95,11 @@ class Tx:
         if agent_id in self._agents:
             return self._agents[agent_id]
         return self.snapshot.agent(agent_id) or AgentRec(id=agent_id)
+
+    def agents(self, agent_ids: list[str]) -> list[AgentRec]:
+        unread = [a for a in agent_ids if a not in self._agents]
+        fetched = dict(zip(unread, self.snapshot.agents(unread), strict=True)) if unread else {}
+        return [self._agents.get(a) or fetched.get(a) or AgentRec(id=a) for a in agent_ids]
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         if engagement_id in self._engagements:

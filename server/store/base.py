@@ -39,8 +39,10 @@ class Store(Protocol):
       (on a conflict); only the last call's changes are applied.
     - Events to one agent get consecutive `seq` numbers (starting at 1) in commit order, and are
       kept in that agent's log, of which at least the last `log_size` events can be replayed.
-    - A timer armed by a committed transaction is returned by `claim_due` exactly once, at or after
-      its due time, unless disarmed or re-armed first (re-arming replaces the due time).
+    - A timer armed by a committed transaction is returned by `claim_due` once, at or after its due
+      time, unless disarmed or re-armed first (re-arming replaces the due time); it comes back only
+      if its claimer never confirmed it (`done`) and its lease ran out.
+    - Failures to reach the backing service raise `Refused(UNAVAILABLE)`, never a driver exception.
     """
 
     async def transact(self, decide: Decide[T]) -> Committed[T]: ...
@@ -66,11 +68,28 @@ class Store(Protocol):
         ...
 
     async def claim_due(self, now: float, limit: int) -> list[str]:
-        """Remove and return up to `limit` timers due at `now`; each is returned to one caller only."""
+        """Claim up to `limit` timers due at `now`; each is returned to one caller only, unless that caller
+        does not confirm it with `done` within its lease (it died while firing), when it is due again."""
+        ...
+
+    async def done(self, timer_keys: list[str]) -> None:
+        """Confirm that claimed timers were fired."""
         ...
 
     async def next_due(self) -> float | None:
         """The earliest due time of any armed timer, None when there are none."""
+        ...
+
+    async def heartbeat(self, node_id: str, now: float) -> None:
+        """Record that `node_id` is alive at `now`."""
+        ...
+
+    async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
+        """Nodes whose last heartbeat is older than `timeout_s`."""
+        ...
+
+    async def forget_node(self, node_id: str) -> None:
+        """Drop a node from the registry (after its sockets were written off, or when it stops)."""
         ...
 
     async def ping(self) -> bool:

@@ -31,6 +31,7 @@ class MemoryStore:
         self._seqs: dict[str, int] = {}
         self._timers: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
+        self._nodes: dict[str, float] = {}
 
     async def transact(self, decide: Decide[T]) -> Committed[T]:
         result, changes = decide(_Snapshot(self))
@@ -90,10 +91,22 @@ class MemoryStore:
                 claimed.append(key)
         return claimed
 
+    async def done(self, timer_keys: list[str]) -> None:
+        return None  # claiming removed them: a process that dies takes its timers with it anyway
+
     async def next_due(self) -> float | None:
         while self._heap and self._timers.get(self._heap[0][1]) != self._heap[0][0]:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+    async def heartbeat(self, node_id: str, now: float) -> None:
+        self._nodes[node_id] = now
+
+    async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
+        return [n for n, seen in self._nodes.items() if seen < now - timeout_s]
+
+    async def forget_node(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
 
     async def ping(self) -> bool:
         return True
@@ -110,6 +123,9 @@ class _Snapshot:
 
     def agent(self, agent_id: str) -> AgentRec | None:
         return self._store._agents.get(agent_id)
+
+    def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
+        return [self._store._agents.get(a) for a in agent_ids]
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         return self._store._engagements.get(engagement_id)

@@ -227,7 +227,7 @@ def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
         activity=activity(rec),
         next_status=rec.next.status if rec.next else None,
         next_reason=rec.next.reason if rec.next else None,
-        connected=rec.sessions > 0,
+        connected=rec.connected,
         engagements=list(rec.holds),
         offers=list(rec.offers),
     )

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol.codec import JSON, Codec, FrameError, choose
 from protocol.codes import CloseCode, ErrorCode
@@ -76,6 +76,7 @@ class Session:
         offered = list(self.ws.scope.get("subprotocols") or [])
         codec = choose(offered)
         await self.ws.accept(subprotocol=codec.subprotocol if codec and offered else None)
+        self.node.sessions.add(self)
         try:
             if codec is None:
                 raise _Close(CloseCode.PROTOCOL_VIOLATION, "unsupported subprotocol")
@@ -91,11 +92,17 @@ class Session:
             await self._until_done()
         except _Close as close:
             await self._close(close.code, close.reason)
+        except WebSocketDisconnect:
+            log.debug("%s %s left during the handshake", self.role, self.subject or "?")
+        except Refused as exc:  # the store is out of reach while signing in
+            log.warning("%s %s could not sign in: %s", self.role, self.subject, exc.message)
+            await self._close(CloseCode.TRY_AGAIN_LATER, exc.message)
         finally:
+            self.node.sessions.discard(self)
             await self._teardown()
 
     async def _until_done(self) -> None:
-        """Read until the client leaves, or until the outbound side gives up on it (`_fail`)."""
+        """Read until the client leaves, or until the outbound side gives up on it (`fail`)."""
         reader = asyncio.create_task(self._read())
         failed = asyncio.create_task(self._failed.wait())
         try:
@@ -111,25 +118,28 @@ class Session:
         if self._failure is not None:
             raise self._failure
 
-    def _fail(self, code: CloseCode, reason: str) -> None:
-        """Give up on this client from a callback that cannot await: the session closes it and ends."""
+    def fail(self, code: CloseCode, reason: str) -> None:
+        """Give up on this client from code that cannot await: the session closes it and ends."""
         if self._failure is None:
             self._failure = _Close(code, reason)
             self._failed.set()
 
     async def _teardown(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        if self._unsubscribe is not None:
-            await self._unsubscribe()
-        if self.signed_in and self.role == "agent":
-            subject = self.subject
-            try:
-                await self.node.run(lambda tx: lifecycle.disconnect(tx, subject))
-            except Exception:
-                log.exception("could not record the disconnect of agent %s", subject)
+        """Whatever happened, stop writing, unsubscribe, and record that this socket is gone."""
+        try:
+            if self._writer is not None:
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+            if self._unsubscribe is not None:
+                await self._unsubscribe()
+        finally:
+            if self.signed_in and self.role == "agent":
+                subject = self.subject
+                try:
+                    await self.node.run(lambda tx: lifecycle.disconnect(tx, subject, self.node.node_id))
+                except Exception:
+                    log.exception("could not record the disconnect of agent %s", subject)
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         """Send the close frame; a client that does not read cannot hold the session open past a timeout."""
@@ -194,7 +204,7 @@ class Session:
         if hello.resume_from is not None and hello.epoch in (None, epoch):
             replay = await node.store.replay(subject, hello.resume_from)
         resumed = replay is not None
-        signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, not resumed))
+        signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
         self.signed_in = True
         agent = signed.agent
         await self._send(
@@ -311,7 +321,7 @@ class Session:
 
     def _overflow(self) -> None:
         log.warning("%s %s is not reading; disconnecting", self.role, self.subject)
-        self._fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
+        self.fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
 
     async def _write(self) -> None:
         try:
@@ -321,25 +331,37 @@ class Session:
                     await self._deliver(item)
                 else:
                     await self._send(item)
-        except (RuntimeError, OSError):
+        except (RuntimeError, OSError, WebSocketDisconnect):
             return  # the socket is gone; the reader sees the disconnect and tears down
         except _Close as close:
-            self._fail(close.code, close.reason)
+            self.fail(close.code, close.reason)
+        except Refused as exc:
+            self.fail(CloseCode.TRY_AGAIN_LATER, exc.message)
 
     async def _deliver(self, delivery: Delivery) -> None:
+        if delivery.frame is None:  # the broker may have missed events: catch up from the log
+            await self._catch_up(None)
+            return
         seq = getattr(delivery.frame, "seq", 0)
         if seq and seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
-            missing = await self.node.store.replay(self.subject, self.last_seq)
-            if missing is None:
-                raise _Close(CloseCode.GOING_AWAY, "events were lost; reconnect with resume_from")
-            for event in missing:
-                if event.seq < seq:
-                    await self._send(event)
+            await self._catch_up(seq)
         if seq:
             self.last_seq = seq
         await self._send_payload(delivery.payload(self.codec))
+
+    async def _catch_up(self, before: int | None) -> None:
+        """Send the logged events after `last_seq` (and before `before`, which is about to be sent)."""
+        if self.role != "agent":
+            return
+        missing = await self.node.store.replay(self.subject, self.last_seq)
+        if missing is None:
+            raise _Close(CloseCode.GOING_AWAY, "events were lost; reconnect with resume_from")
+        for event in missing:
+            if before is None or event.seq < before:
+                await self._send(event)
+                self.last_seq = event.seq
 
     async def _send(self, frame: ServerFrame) -> None:
         await self._send_payload(self.codec.encode(frame))

@@ -13,7 +13,7 @@ from protocol.model import AgentStatus, EngagementState
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.lifecycle import NewEngagement
-from tests.invariants import violations
+from tests.invariants import history_violations, violations
 from tests.support import World, agent, make_config, voice_queue
 
 S = EngagementState
@@ -47,12 +47,20 @@ CONFIG = make_config(
 )
 
 
+class TickingWorld(World):
+    """Every command a millisecond after the last, so histories order causes before effects."""
+
+    def do(self, command):  # type: ignore[no-untyped-def]
+        self.now += 0.001
+        return super().do(command)
+
+
 class Center(RuleBasedStateMachine):
     """A contact center where consumers, agents and the clock act at random."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.w = World(CONFIG)
+        self.w = TickingWorld(CONFIG)
         self.sessions = dict.fromkeys(AGENTS, 0)
         self.engagements: list[str] = []
         self.refused = 0
@@ -79,15 +87,22 @@ class Center(RuleBasedStateMachine):
 
     @rule(a=st.sampled_from(AGENTS), ready=st.booleans())
     def sign_in(self, a: str, ready: bool) -> None:
-        self.w.do(lambda tx: lifecycle.sign_in(tx, a, True))
+        self.w.do(lambda tx: lifecycle.sign_in(tx, a, "n1", True))
         self.sessions[a] += 1
         if ready:
             self.w.do(lambda tx: lifecycle.set_status(tx, a, AgentStatus.READY, None, f"agent:{a}"))
 
     @rule(a=st.sampled_from(AGENTS))
+    def node_dies(self, a: str) -> None:
+        """The node holding the agent's sockets is killed: they are written off at once."""
+        if self.sessions[a]:
+            self.w.do(lambda tx: lifecycle.node_lost(tx, a, "n1"))
+            self.sessions[a] = 0
+
+    @rule(a=st.sampled_from(AGENTS))
     def socket_drops(self, a: str) -> None:
         if self.sessions[a]:
-            self.w.do(lambda tx: lifecycle.disconnect(tx, a))
+            self.w.do(lambda tx: lifecycle.disconnect(tx, a, "n1"))
             self.sessions[a] -= 1
 
     @rule(a=st.sampled_from(AGENTS), ready=st.booleans(), reason=st.sampled_from([None, "lunch", "training"]))
@@ -176,6 +191,7 @@ class Center(RuleBasedStateMachine):
     def invariants_hold(self) -> None:
         store = self.w.store
         problems = violations(self.w.dir, store._agents.values(), store._engagements.values(), store._queues.values())
+        problems += history_violations(self.w.dir, store._engagements.values())
         assert not problems, problems
 
     @invariant()
@@ -203,8 +219,10 @@ def test_a_long_random_day_keeps_every_invariant():
                 c.consumer_arrives(rng.choice(QUEUES), rng.randint(0, 2))
             elif r < 0.08:
                 c.sign_in(a, True)
-            elif r < 0.10:
+            elif r < 0.095:
                 c.socket_drops(a)
+            elif r < 0.10:
+                c.node_dies(a)
             elif r < 0.16:
                 c.set_status(a, rng.random() < 0.75, rng.choice([None, "lunch"]))
             elif r < 0.70:
@@ -220,6 +238,8 @@ def test_a_long_random_day_keeps_every_invariant():
             multi_rings += sum(1 for e in c.w.store._engagements.values() if len(e.offers) > 1)
             c.invariants_hold()
             c.seqs_are_gapless()
+        problems = history_violations(c.w.dir, c.w.store._engagements.values())
+        assert not problems, problems[:5]
         states = {e.state for e in c.w.store._engagements.values()}
         assert {S.CLOSED, S.RESOLVED} <= states, f"seed {seed} never finished work: {states}"
     assert multi_rings > 0, "the run never exercised a ring-all race"

@@ -127,9 +127,9 @@ def test_disconnect_grace_resends_the_ring_with_its_original_deadline():
     eid = w.create()
     ring = w.events("ann")[-1]
     assert isinstance(ring, Ring)
-    w.do(lambda tx: lifecycle.disconnect(tx, "ann"))
+    w.do(lambda tx: lifecycle.disconnect(tx, "ann", "n1"))
     w.advance(3.0)
-    signed = w.do(lambda tx: lifecycle.sign_in(tx, "ann", True))
+    signed = w.do(lambda tx: lifecycle.sign_in(tx, "ann", "n1", True))
     assert signed.agent.status is READY
     assert [o.offer for o in signed.offers] == [ring.offer]
     assert signed.offers[0].expires_at == ring.expires_at
@@ -148,7 +148,7 @@ def test_after_the_grace_the_agent_is_not_ready_connection_lost_and_the_ring_mov
     w.sign_in("ann", "ben")
     eid = w.create()
     assert offered_to(w, eid) == ["ann"]
-    w.do(lambda tx: lifecycle.disconnect(tx, "ann"))
+    w.do(lambda tx: lifecycle.disconnect(tx, "ann", "n1"))
     second = w.create()
     assert offered_to(w, second) == ["ben"]  # a disconnected agent gets no new rings
     w.do(lambda tx: lifecycle.accept(tx, "ben", w.offer_of("ben")))
@@ -160,7 +160,7 @@ def test_after_the_grace_the_agent_is_not_ready_connection_lost_and_the_ring_mov
     assert eng.state is S.QUEUED  # ben is busy: it waits rather than ringing an empty desk
     assert eng.history[-2].event == "rescinded" and eng.history[-2].reason == "connection_lost"
     # coming back later does not make her ready by itself
-    w.do(lambda tx: lifecycle.sign_in(tx, "ann", True))
+    w.do(lambda tx: lifecycle.sign_in(tx, "ann", "n1", True))
     assert w.agent("ann").status is NOT_READY
 
 
@@ -170,10 +170,10 @@ def test_an_engagement_being_handled_stays_with_a_disconnected_agent():
     w.sign_in("ann")
     eid = w.create()
     w.do(lambda tx: lifecycle.accept(tx, "ann", w.offer_of("ann")))
-    w.do(lambda tx: lifecycle.disconnect(tx, "ann"))
+    w.do(lambda tx: lifecycle.disconnect(tx, "ann", "n1"))
     w.advance(60.0)
     assert w.engagement(eid).state is S.ACTIVE and w.engagement(eid).agent == "ann"
-    signed = w.do(lambda tx: lifecycle.sign_in(tx, "ann", True))
+    signed = w.do(lambda tx: lifecycle.sign_in(tx, "ann", "n1", True))
     assert [e.id for e in signed.engagements] == [eid]
 
 
@@ -233,3 +233,23 @@ def test_email_is_assigned_into_the_open_list_opened_and_resolved():
     w.do(lambda tx: lifecycle.end(tx, "ann", eid))
     assert w.engagement(eid).state is S.RESOLVED
     assert w.agent("ann").holds == {}
+
+
+def test_a_dead_nodes_sockets_are_written_off_and_the_grace_starts_then():
+    config = make_config(
+        [voice_queue(ring_timeout_s=60)], [agent("ann", "q"), agent("ben", "q")], server={"grace_s": 5}
+    )
+    w = World(config)
+    w.sign_in("ann", "ben")  # on node n1
+    w.do(lambda tx: lifecycle.sign_in(tx, "ann", "n2", False))  # a second tab, on another node
+    eid = w.create()
+    assert offered_to(w, eid) == ["ann"]
+    w.do(lambda tx: lifecycle.node_lost(tx, "ann", "n1"))
+    assert w.agent("ann").sessions == {"n2": 1}
+    w.advance(10.0)
+    assert w.agent("ann").status is READY  # still signed in through n2
+    w.do(lambda tx: lifecycle.node_lost(tx, "ann", "n2"))
+    w.do(lambda tx: lifecycle.node_lost(tx, "ann", "n2"))  # reaped twice by two nodes: no harm
+    w.advance(5.0)
+    assert (w.agent("ann").status, w.agent("ann").reason) == (NOT_READY, "connection_lost")
+    assert offered_to(w, eid) == ["ben"]

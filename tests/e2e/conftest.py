@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 
 from server.app import create_app
 from server.config import Config
+from tests.redis_server import RedisServer
 from tests.support import API_KEY, Running, agent, make_config, serving, token, voice_queue
 
 
@@ -49,9 +52,21 @@ def center_config(**server: Any) -> Config:
     )
 
 
+AppFactory = Callable[[Config], Starlette]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def app_for(request: pytest.FixtureRequest) -> AppFactory:
+    """Builds the app on each backend: the embedded default, and one node on a private Redis."""
+    if request.param == "memory":
+        return create_app
+    redis: RedisServer = request.getfixturevalue("shared_redis")
+    return lambda config: create_app(config, redis_url=redis.url, redis_prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
 @pytest.fixture
-async def live() -> AsyncIterator[Running]:
-    async with serving(create_app(center_config())) as running:
+async def live(app_for: AppFactory) -> AsyncIterator[Running]:
+    async with serving(app_for(center_config())) as running:
         yield running
 
 

@@ -6,8 +6,7 @@ import httpx
 
 from clients.agent import AgentClient, SupervisorClient
 from protocol.frames import Event, Ring
-from server.app import create_app
-from tests.e2e.conftest import center_config, raw_agent
+from tests.e2e.conftest import AppFactory, center_config, raw_agent
 from tests.support import API_KEY, Running, serving, token
 
 
@@ -44,8 +43,8 @@ async def test_resume_replays_exactly_the_missed_events_in_order(live: Running, 
         assert not [e for e in cat.drain() if isinstance(e, Event) and e.seq <= welcome.seq]
 
 
-async def test_resume_from_a_gap_older_than_the_log_gives_a_fresh_snapshot():
-    async with serving(create_app(center_config(event_log_size=3))) as live:
+async def test_resume_from_a_gap_older_than_the_log_gives_a_fresh_snapshot(app_for: AppFactory):
+    async with serving(app_for(center_config(event_log_size=3))) as live:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with (
             httpx.AsyncClient(base_url=live.http, headers=headers) as api,

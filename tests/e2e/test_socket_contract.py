@@ -11,9 +11,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from clients.agent import AgentClient, SupervisorClient
-from server.app import create_app
 from server.auth import issue
-from tests.e2e.conftest import Raw, center_config, raw_agent
+from tests.e2e.conftest import AppFactory, Raw, center_config, raw_agent
 from tests.support import API_KEY, SECRET, Running, serving, token
 
 
@@ -76,8 +75,8 @@ async def test_the_first_frame_must_be_hello(live: Running):
     assert code == 4400
 
 
-async def test_no_hello_in_time_is_closed_with_4408():
-    async with serving(create_app(center_config(hello_timeout_s=0.2))) as live, connect(f"{live.ws}/v1/agent") as ws:
+async def test_no_hello_in_time_is_closed_with_4408(app_for: AppFactory):
+    async with serving(app_for(center_config(hello_timeout_s=0.2))) as live, connect(f"{live.ws}/v1/agent") as ws:
         code, _ = await closed_with(ws)
     assert code == 4408
 
@@ -164,18 +163,18 @@ async def test_json_is_the_default_and_unknown_subprotocols_are_refused(live: Ru
         assert await closed_with(ws) == (4400, "unsupported subprotocol")
 
 
-async def test_a_frame_over_the_size_limit_closes_with_1009():
+async def test_a_frame_over_the_size_limit_closes_with_1009(app_for: AppFactory):
     config = center_config(max_frame_bytes=4096)
-    async with serving(create_app(config), max_frame_bytes=4096) as live:
+    async with serving(app_for(config), max_frame_bytes=4096) as live:
         raw, _ = await raw_agent(live, "ann")
         await raw.send({"type": "note", "id": 1, "engagement": "x", "text": "a" * 8000})
         code, _ = await closed_with(raw.ws)
     assert code == 1009
 
 
-async def test_the_app_itself_enforces_the_frame_limit_under_a_laxer_server():
+async def test_the_app_itself_enforces_the_frame_limit_under_a_laxer_server(app_for: AppFactory):
     config = center_config(max_frame_bytes=4096)
-    async with serving(create_app(config), max_frame_bytes=1 << 20) as live:
+    async with serving(app_for(config), max_frame_bytes=1 << 20) as live:
         raw, _ = await raw_agent(live, "ann")
         await raw.send({"type": "note", "id": 1, "engagement": "x", "text": "é" * 3000})
         code, _ = await closed_with(raw.ws)
@@ -206,8 +205,10 @@ async def test_supervisor_socket_acts_on_agents_and_is_forbidden_agent_actions(l
         assert [h["actor"] for h in record["history"][-2:]] == ["supervisor:sue", "supervisor:sue"]
 
 
-async def test_a_client_that_stops_reading_is_disconnected_while_the_agents_other_socket_carries_on():
-    async with serving(create_app(center_config(outbound_queue=8))) as live:
+async def test_a_client_that_stops_reading_is_disconnected_while_the_agents_other_socket_carries_on(
+    app_for: AppFactory,
+):
+    async with serving(app_for(center_config(outbound_queue=8))) as live:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with (
             httpx.AsyncClient(base_url=live.http, headers=headers) as api,

@@ -1,0 +1,120 @@
+"""The shared broker: Redis pub/sub between nodes, this node's hub for its own sockets.
+
+One channel per topic (`sb:{sb}:ev:agent:alice`), subscribed while at least one local socket wants
+it. Each delivery is encoded once (MessagePack) and published once, whatever the number of nodes and
+sockets that receive it. Pub/sub is at-most-once: when the subscription connection drops, the broker
+reconnects and re-subscribes by itself, and then tells every local handler to resync (read what it
+missed from the store's per-agent log), which is how nothing is lost across a Redis blip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from protocol.frames import Server
+from server.bus.base import Delivery, Handler, Unsubscribe
+from server.bus.hub import Hub
+from server.store.redis import Keys
+
+log = logging.getLogger("switchboard.bus")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Server).decode
+
+
+class RedisBroker:
+    """See `Broker`."""
+
+    def __init__(self, client: Redis, *, prefix: str = "sb", node_id: str = "node") -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.hub = Hub()
+        self._control = self.keys.channel(f"node:{node_id}")
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = False
+
+    async def start(self) -> None:
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(self._control)
+        self._ready = True
+        self._listener = asyncio.create_task(self._listen(), name="switchboard-pubsub")
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        self.hub.resync_callbacks.append(callback)
+
+    async def publish(self, deliveries: Sequence[Delivery]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery in deliveries:
+                pipe.publish(self.keys.channel(delivery.topic), _encode(delivery.frame))
+            await pipe.execute()
+
+    async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe:
+        if self.hub.add(topic, handler) and self._pubsub is not None:
+            await self._pubsub.subscribe(self.keys.channel(topic))
+
+        async def unsubscribe() -> None:
+            if self.hub.remove(topic, handler) and self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(self.keys.channel(topic))
+
+        return unsubscribe
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        pubsub = self._pubsub
+        prefix = len(self.keys.channel(""))
+        backoff = 0.05
+        while True:
+            try:
+                message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                if self._ready:
+                    log.warning("lost the pub/sub connection (%s); reconnecting", type(exc).__name__)
+                self._ready = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            if not self._ready:
+                # get_message reconnected and re-subscribed every channel; what was published in
+                # between is in the store's logs, so every local handler is asked to catch up.
+                self._ready = True
+                backoff = 0.05
+                log.warning("pub/sub reconnected; resyncing %d topics", len(self.hub.topics()))
+                self.hub.resync()
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            topic = (channel.decode() if isinstance(channel, bytes) else channel)[prefix:]
+            try:
+                frame = _decode(message["data"])
+            except msgspec.DecodeError:
+                log.error("undecodable event on %s dropped", topic)
+                continue
+            self.hub.dispatch(Delivery(topic, frame))
+
+    async def ping(self) -> bool:
+        return self._ready
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+
+
+if TYPE_CHECKING:
+    from server.bus.base import Broker
+
+    _broker: Broker = RedisBroker(Redis())

@@ -1,0 +1,44 @@
+-- Apply one transaction's changes if every record it read is still at the version it read.
+--
+-- KEYS[1]  timers (zset: timer key -> due time)
+-- KEYS[2]  in-flight timers (zset: timer key -> lease expiry)
+-- KEYS[3..] the record, seq and log keys the plan refers to by index
+-- ARGV[1]  the plan, MessagePack: {checks, writes, arm, disarm, events, log_size}
+--   checks  {{key index, version}, ...}   version 0 means "did not exist"
+--   writes  {{key index, blob index}, ...}  each write bumps the record's version
+--   arm     {{timer key, due}, ...}       due as a string, to keep every digit
+--   disarm  {timer key, ...}
+--   events  {{seq key index, log key index, blob index}, ...}  in commit order
+-- ARGV[2..] the blobs (encoded records and events), passed apart because cmsgpack has no binary type
+--
+-- Returns {1, {seq, ...}} (one seq per event, in order), or {0, key} naming a record that changed.
+local plan = cmsgpack.unpack(ARGV[1])
+local checks, writes, arm, disarm, events, log_size = plan[1], plan[2], plan[3], plan[4], plan[5], plan[6]
+
+for _, check in ipairs(checks) do
+  local have = redis.call('HGET', KEYS[check[1]], 'v')
+  if (tonumber(have) or 0) ~= check[2] then
+    return {0, KEYS[check[1]]}
+  end
+end
+
+for _, write in ipairs(writes) do
+  redis.call('HINCRBY', KEYS[write[1]], 'v', 1)
+  redis.call('HSET', KEYS[write[1]], 'd', ARGV[write[2]])
+end
+
+for _, timer in ipairs(disarm) do
+  redis.call('ZREM', KEYS[1], timer)
+  redis.call('ZREM', KEYS[2], timer)
+end
+for _, timer in ipairs(arm) do
+  redis.call('ZADD', KEYS[1], timer[2], timer[1])
+end
+
+local seqs = {}
+for _, event in ipairs(events) do
+  local seq = redis.call('INCR', KEYS[event[1]])
+  redis.call('XADD', KEYS[event[2]], 'MAXLEN', log_size, seq .. '-1', 'e', ARGV[event[3]])
+  seqs[#seqs + 1] = seq
+end
+return {1, seqs}

@@ -1,0 +1,336 @@
+"""The shared store: records, per-agent logs and timers in Redis, for any number of nodes.
+
+A transaction reads records into a per-transaction cache (one pipelined round trip per batch of
+misses), lets the core decide on that snapshot, and commits with one generic Lua script
+(`lua/commit.lua`) that checks the version of every record the decision read or wrote and applies
+everything, or refuses; on refusal the decision is made again on fresh records. So the routing
+rules live only in Python, and two nodes can never both win the same agent, offer or engagement.
+
+Key layout (all under one hash tag, so a Redis Cluster keeps them in one slot): see
+docs/redis.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import msgspec
+from msgspec.structs import replace
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from protocol.codes import ErrorCode
+from protocol.frames import Event, Server
+from server.core.errors import Refused
+from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.store.base import Committed, Decide, T
+
+MAX_ATTEMPTS = 64
+_encode = msgspec.msgpack.Encoder().encode
+_DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    "a": msgspec.msgpack.Decoder(AgentRec),
+    "e": msgspec.msgpack.Decoder(EngagementRec),
+    "q": msgspec.msgpack.Decoder(QueueRec),
+}
+_events = msgspec.msgpack.Decoder(Server)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _available(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn a Redis outage into `Refused(UNAVAILABLE)`, which callers already answer properly."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise Refused(ErrorCode.UNAVAILABLE, f"storage unreachable ({type(exc).__name__})") from exc
+
+    return guarded
+
+
+def _script(name: str) -> str:
+    return resources.files("server.store").joinpath("lua", name).read_text()
+
+
+class Missing(Exception):
+    """Raised by the snapshot for records not fetched yet; the store fetches them and decides again."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.keys = keys
+
+
+class Keys:
+    """Every key the store uses, under one hash tag (`sb:{sb}:...`)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.base = f"{prefix}:{{{prefix}}}"
+        self.timers = f"{self.base}:timers"
+        self.inflight = f"{self.base}:timers:inflight"
+        self.epoch = f"{self.base}:epoch"
+        self.nodes = f"{self.base}:nodes"
+
+    def agent(self, agent_id: str) -> str:
+        return f"{self.base}:a:{agent_id}"
+
+    def engagement(self, engagement_id: str) -> str:
+        return f"{self.base}:e:{engagement_id}"
+
+    def queue(self, queue_id: str) -> str:
+        return f"{self.base}:q:{queue_id}"
+
+    def seq(self, agent_id: str) -> str:
+        return f"{self.base}:seq:{agent_id}"
+
+    def log(self, agent_id: str) -> str:
+        return f"{self.base}:log:{agent_id}"
+
+    def channel(self, topic: str) -> str:
+        return f"{self.base}:ev:{topic}"
+
+
+class RedisStore:
+    """See `Store`. `queue_members` lets a read of a queue fetch its members in the same round trip."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "sb",
+        log_size: int = 1000,
+        lease_s: float = 30.0,
+        queue_members: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.log_size = log_size
+        self.lease_s = lease_s
+        self.queue_members = queue_members or {}
+        self._commit = client.register_script(_script("commit.lua"))
+        self._claim = client.register_script(_script("claim.lua"))
+        self._epoch: str | None = None
+
+    # --- transactions ----------------------------------------------------------------------------
+
+    @_available
+    async def transact(self, decide: Decide[T]) -> Committed[T]:
+        cache: dict[str, tuple[int, Any]] = {}
+        for attempt in range(MAX_ATTEMPTS):
+            snapshot = _Snapshot(self, cache)
+            try:
+                result, changes = decide(snapshot)
+            except Missing as missing:
+                await self._load(cache, missing.keys)
+                continue
+            writes: dict[str, bytes] = {}
+            for agent_id, agent in changes.agents.items():
+                writes[self.keys.agent(agent_id)] = _encode(agent)
+            for engagement_id, eng in changes.engagements.items():
+                writes[self.keys.engagement(engagement_id)] = _encode(eng)
+            for queue_id, queue in changes.queues.items():
+                writes[self.keys.queue(queue_id)] = _encode(queue)
+            if not writes and not changes.events and not changes.arm and not changes.disarm:
+                return Committed(result)
+            seqs = await self._apply(cache, snapshot.read, writes, changes.arm, changes.disarm, changes.events)
+            if seqs is not None:
+                events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
+                return Committed(result, events, bool(changes.arm))
+            stale = list(snapshot.read | set(writes))
+            cache.clear()
+            await self._load(cache, stale)
+            if attempt > 2:
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise Refused(ErrorCode.UNAVAILABLE, "the store is too contended right now; retry")
+
+    async def _load(self, cache: dict[str, tuple[int, Any]], keys: list[str]) -> None:
+        wanted = [k for k in dict.fromkeys(keys) if k not in cache]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in wanted:
+                pipe.hmget(key, "v", "d")
+            rows = await pipe.execute()
+        kind_at = len(self.keys.base) + 1
+        for key, (version, blob) in zip(wanted, rows, strict=True):
+            cache[key] = (int(version or 0), _DECODERS[key[kind_at]].decode(blob) if blob else None)
+
+    async def _apply(
+        self,
+        cache: dict[str, tuple[int, Any]],
+        read: set[str],
+        writes: dict[str, bytes],
+        arm: dict[str, float],
+        disarm: set[str],
+        events: list[tuple[str, Event]],
+    ) -> list[int] | None:
+        keys = [self.keys.timers, self.keys.inflight]
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)  # Lua's KEYS is 1-based
+            return index[key]
+
+        blobs: list[bytes] = []
+
+        def blob(data: bytes) -> int:
+            blobs.append(data)
+            return len(blobs) + 1  # ARGV[1] is the plan
+
+        checks = [[at(k), cache[k][0] if k in cache else 0] for k in read | set(writes)]
+        plan = [
+            checks,
+            [[at(k), blob(data)] for k, data in writes.items()],
+            [[key, repr(due)] for key, due in arm.items()],
+            sorted(disarm),
+            [[at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))] for a, e in events],
+            self.log_size,
+        ]
+        ok, detail = await self._commit(keys=keys, args=[_encode(plan), *blobs])
+        return [int(s) for s in detail] if ok == 1 else None
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def _get(self, key: str) -> Any:
+        cache: dict[str, tuple[int, Any]] = {}
+        await self._load(cache, [key])
+        return cache[key][1]
+
+    @_available
+    async def agent(self, agent_id: str) -> AgentRec | None:
+        return await self._get(self.keys.agent(agent_id))
+
+    @_available
+    async def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
+        cache: dict[str, tuple[int, Any]] = {}
+        keys = [self.keys.agent(a) for a in agent_ids]
+        await self._load(cache, keys)
+        return [cache[k][1] for k in keys]
+
+    @_available
+    async def engagement(self, engagement_id: str) -> EngagementRec | None:
+        return await self._get(self.keys.engagement(engagement_id))
+
+    @_available
+    async def queue(self, queue_id: str) -> QueueRec | None:
+        return await self._get(self.keys.queue(queue_id))
+
+    # --- per-agent logs --------------------------------------------------------------------------
+
+    @_available
+    async def epoch(self) -> str:
+        """The cluster's epoch, created by the first node to ask; a Redis that lost its data gets a new one."""
+        await self.redis.set(self.keys.epoch, uuid.uuid4().hex[:12], nx=True)
+        value = await self.redis.get(self.keys.epoch)
+        self._epoch = value.decode() if isinstance(value, bytes) else str(value)
+        return self._epoch
+
+    @_available
+    async def latest_seq(self, agent_id: str) -> int:
+        return int(await self.redis.get(self.keys.seq(agent_id)) or 0)
+
+    @_available
+    async def replay(self, agent_id: str, after: int) -> list[Event] | None:
+        latest = await self.latest_seq(agent_id)
+        if after >= latest:
+            return [] if after == latest else None
+        entries = await self.redis.xrange(self.keys.log(agent_id), min=f"{after + 1}-0", max="+")
+        events = []
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[0])
+            events.append(replace(_events.decode(fields[b"e"]), seq=seq))
+        if not events or events[0].seq != after + 1:
+            return None
+        return events  # type: ignore[return-value]
+
+    # --- timers ----------------------------------------------------------------------------------
+
+    @_available
+    async def claim_due(self, now: float, limit: int) -> list[str]:
+        claimed = await self._claim(
+            keys=[self.keys.timers, self.keys.inflight], args=[repr(now), limit, repr(now + self.lease_s)]
+        )
+        return [c.decode() for c in claimed]
+
+    @_available
+    async def done(self, timer_keys: list[str]) -> None:
+        if timer_keys:
+            await self.redis.zrem(self.keys.inflight, *timer_keys)
+
+    @_available
+    async def next_due(self) -> float | None:
+        first = await self.redis.zrange(self.keys.timers, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    # --- nodes -----------------------------------------------------------------------------------
+
+    @_available
+    async def heartbeat(self, node_id: str, now: float) -> None:
+        await self.redis.zadd(self.keys.nodes, {node_id: now})
+
+    @_available
+    async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
+        dead = await self.redis.zrangebyscore(self.keys.nodes, "-inf", now - timeout_s)
+        return [d.decode() for d in dead]
+
+    @_available
+    async def forget_node(self, node_id: str) -> None:
+        await self.redis.zrem(self.keys.nodes, node_id)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose(close_connection_pool=True)
+
+
+class _Snapshot:
+    """Reads from the transaction's cache; a miss raises `Missing` with what to fetch (see `Snapshot`)."""
+
+    def __init__(self, store: RedisStore, cache: dict[str, tuple[int, Any]]) -> None:
+        self._store = store
+        self._cache = cache
+        self.read: set[str] = set()
+
+    def _take(self, key: str, also: list[str] | None = None) -> Any:
+        if key not in self._cache:
+            raise Missing([key, *(also or [])])
+        self.read.add(key)
+        return self._cache[key][1]
+
+    def agent(self, agent_id: str) -> AgentRec | None:
+        return self._take(self._store.keys.agent(agent_id))
+
+    def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
+        keys = [self._store.keys.agent(a) for a in agent_ids]
+        missing = [k for k in keys if k not in self._cache]
+        if missing:
+            raise Missing(missing)
+        return [self._take(k) for k in keys]
+
+    def engagement(self, engagement_id: str) -> EngagementRec | None:
+        return self._take(self._store.keys.engagement(engagement_id))
+
+    def queue(self, queue_id: str) -> QueueRec | None:
+        members = [self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, [])]
+        return self._take(self._store.keys.queue(queue_id), members)
+
+
+if TYPE_CHECKING:
+    from server.core.tx import Snapshot
+    from server.store.base import Store
+
+    _store: Store = RedisStore(Redis())
+    _snapshot: Snapshot = _Snapshot(RedisStore(Redis()), {})
