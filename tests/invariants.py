@@ -88,7 +88,8 @@ FINISH = {"closed", "resolved"}
 
 def history_violations(directory: Directory, engagements: Iterable[EngagementRec]) -> list[str]:
     """What the histories say happened, checked over time: one agent per engagement, one ring at a time
-    (but for ring-all), and no agent over capacity at any moment."""
+    (but for ring-all), each ring made once and ended once (a timer fired twice would end it twice),
+    and no agent over capacity at any moment."""
     problems: list[str] = []
     moves: list[tuple[float, int, str, str]] = []  # (at, +1/-1, agent, channel)
     for eng in engagements:
@@ -99,6 +100,11 @@ def history_violations(directory: Directory, engagements: Iterable[EngagementRec
         if accepted and accepted[0] != eng.agent:
             problems.append(f"{eng.id} was accepted by {accepted[0]} but is held by {eng.agent}")
         outstanding: set[str] = set()
+        offered = Counter(h.offer for h in eng.history if h.event == "offered")
+        ended = Counter(h.offer for h in eng.history if h.offer and h.event in RELEASE | {"accepted"})
+        for offer_id in offered | ended:
+            if offered[offer_id] != 1 or ended[offer_id] > 1:
+                problems.append(f"{eng.id}: offer {offer_id} made {offered[offer_id]} times, ended {ended[offer_id]}")
         for h in eng.history:
             if h.event == "offered" and h.offer:
                 outstanding.add(h.offer)

@@ -91,3 +91,27 @@ async def test_the_broker_resubscribes_after_redis_restarts_and_asks_handlers_to
         await publisher.close()
         await client.aclose()
         await publisher.redis.aclose()
+
+
+async def test_a_node_subscribes_to_a_topic_once_however_many_local_sockets_want_it(shared_redis: RedisServer):
+    client = Redis.from_url(shared_redis.url)
+    broker = RedisBroker(client, prefix=f"t{uuid.uuid4().hex[:8]}", node_id="n1")
+    await broker.start()
+    channel = broker.keys.channel("agent:ann")
+
+    async def subscribers() -> int:
+        return int(dict(await client.pubsub_numsub(channel))[channel.encode()])
+
+    try:
+        first = await broker.subscribe("agent:ann", lambda d: None)
+        second = await broker.subscribe("agent:ann", lambda d: None)
+        assert await subscribers() == 1
+        await first()
+        assert await subscribers() == 1
+        await second()
+        async with asyncio.timeout(5):
+            while await subscribers() != 0:  # UNSUBSCRIBE is asynchronous on the server side
+                await asyncio.sleep(0.01)
+    finally:
+        await broker.close()
+        await client.aclose()
