@@ -208,7 +208,8 @@ class _Client:
         self._pending[frame.id] = future
         await self._ws.send(self.codec.encode(frame))  # type: ignore[arg-type]
         try:
-            reply = await asyncio.wait_for(future, timeout or self.request_timeout)
+            async with asyncio.timeout(timeout or self.request_timeout):
+                reply = await future
         except TimeoutError:
             self._pending.pop(frame.id, None)
             raise RequestTimeout(f"no reply to {_tag(frame)} within {timeout or self.request_timeout}s") from None
@@ -259,7 +260,8 @@ class _Client:
                     return item
 
         try:
-            return await asyncio.wait_for(wait(), timeout)
+            async with asyncio.timeout(timeout):
+                return await wait()
         except TimeoutError:
             raise RequestTimeout(f"no {' or '.join(types) or 'event'} within {timeout}s") from None
 

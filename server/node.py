@@ -60,6 +60,7 @@ class Node:
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def run(self, command: Callable[[Tx], T]) -> T:
         """Run one core command as one transaction; publish its events; return its result.
@@ -91,11 +92,11 @@ class Node:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         with contextlib.suppress(Refused):
             await self.store.forget_node(self.node_id)
@@ -121,7 +122,7 @@ class Node:
         return fired
 
     async def _timers(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()  # before reading due times, so a timer armed meanwhile wakes the wait below
             try:
                 await self.fire_due()
@@ -131,13 +132,14 @@ class Node:
                 due = None
             delay = self._timer_poll_s if due is None else min(max(0.0, due - self.clock()), self._timer_poll_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self._wake.wait()
 
     # --- liveness --------------------------------------------------------------------------------
 
     async def _liveness(self) -> None:
         server = self.dir.server
-        while True:
+        while not self._stopping:
             await asyncio.sleep(server.heartbeat_s)
             try:
                 await self.store.heartbeat(self.node_id, self.clock())

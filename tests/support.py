@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sys
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -181,4 +183,11 @@ async def serving(app: Starlette, max_frame_bytes: int = 1 << 20) -> AsyncIterat
         yield Running(app, port)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 10)
+        except TimeoutError:  # say what is stuck, so a hang in shutdown can be fixed rather than retried
+            for t in asyncio.all_tasks():
+                print("TASK", t.get_name(), file=sys.stderr)
+                for frame in t.get_stack():
+                    traceback.print_stack(frame, file=sys.stderr, limit=1)
+            raise

@@ -35,7 +35,7 @@ from protocol.model import (
 )
 from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, WaitEntry
-from server.core.routing import candidates, choose
+from server.core.routing import candidates, choose, has_room
 from server.core.tx import Tx
 from server.core.views import engagement_view, ring_frame
 
@@ -253,7 +253,7 @@ def _place(tx: Tx, queue_id: str, entry: WaitEntry) -> bool:
     return True
 
 
-def _ring(tx: Tx, eng: EngagementRec, agent_ids: list[str], routing: Routing) -> None:
+def _ring(tx: Tx, eng: EngagementRec, agent_ids: list[str], routing: Routing | None, reason: str | None = None) -> None:
     queue = tx.dir.queues[eng.queue]
     expires_at = tx.now + queue.ring_timeout_s
     offers: list[Offer] = []
@@ -263,7 +263,17 @@ def _ring(tx: Tx, eng: EngagementRec, agent_ids: list[str], routing: Routing) ->
         offers.append(Offer(f"{eng.id}-o{count}", agent_id, expires_at))
     eng = replace(eng, state=S.OFFERED, offers=(*eng.offers, *offers), offer_count=count)
     for offer in offers:
-        eng = _history(tx, eng, "offered", SYSTEM, state=S.OFFERED, agent=offer.agent, offer=offer.id, routing=routing)
+        eng = _history(
+            tx,
+            eng,
+            "offered",
+            SYSTEM,
+            state=S.OFFERED,
+            agent=offer.agent,
+            offer=offer.id,
+            routing=routing,
+            reason=reason,
+        )
     tx.put_engagement(eng)
     for offer in offers:
         agent = tx.agent(offer.agent)
@@ -282,9 +292,9 @@ def _start_auto(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing) -> 
     _notify(tx, eng)
 
 
-def _assign(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing) -> None:
+def _assign(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing | None, reason: str | None = None) -> None:
     eng = replace(eng, state=S.ASSIGNED, agent=agent_id, offers=())
-    eng = _history(tx, eng, "assigned", SYSTEM, state=S.ASSIGNED, agent=agent_id, routing=routing)
+    eng = _history(tx, eng, "assigned", SYSTEM, state=S.ASSIGNED, agent=agent_id, routing=routing, reason=reason)
     tx.put_engagement(eng)
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
@@ -457,6 +467,75 @@ def open_engagement(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
     return eng
+
+
+HANDLED = (S.ACTIVE, S.ASSIGNED, S.OPEN)
+
+
+def transfer(
+    tx: Tx, engagement_id: str, actor: str, *, by: str | None, queue: str | None = None, agent: str | None = None
+) -> EngagementRec:
+    """Hand an engagement to another queue or agent, with its notes, transcript, thread and history.
+
+    `by` is the agent asking (who must hold it), or None for a supervisor. The former agent is freed at
+    once and can no longer act on it. To a queue: it waits there (same channel only). To an agent: a
+    live engagement rings them, an email lands in their open list; they need to be signed in with room
+    on the channel, whatever their status.
+    """
+    if (queue is None) == (agent is None):
+        raise Refused(ErrorCode.INVALID_FIELD, "Transfer to exactly one of `queue` or `agent`")
+    if by is not None:
+        eng = _owned(tx, by, engagement_id, HANDLED)
+    else:
+        eng = _require(tx, engagement_id)
+        if eng.state not in (*HANDLED, S.QUEUED):
+            raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}; it cannot move")
+    if queue is not None:
+        target_queue = tx.dir.queues.get(queue)
+        if target_queue is None:
+            raise Refused(ErrorCode.UNKNOWN_QUEUE, f"No queue {queue!r}")
+        if target_queue.channel is not eng.channel:
+            raise Refused(ErrorCode.INVALID_FIELD, f"Queue {queue!r} serves {target_queue.channel}, not {eng.channel}")
+    if agent is not None:
+        if agent not in tx.dir.agents:
+            raise Refused(ErrorCode.UNKNOWN_AGENT, f"No agent {agent!r}")
+        if agent == eng.agent:
+            raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is already {agent}'s")
+        target = tx.agent(agent)
+        if not target.connected or not has_room(tx.dir.agents[agent], target, eng.channel):
+            raise Refused(ErrorCode.NO_CAPACITY, f"{agent} is not signed in with room for a {eng.channel} engagement")
+    former = eng.agent
+    if eng.state is S.QUEUED:
+        _dequeue(tx, eng)
+    if former is not None:
+        _release_hold(tx, former, eng.id)
+    eng = _history(
+        tx, replace(eng, agent=None), "transferred", actor, agent=agent, queue=queue, reason=former and f"from {former}"
+    )
+    if queue is not None:
+        eng = _enqueue(tx, replace(eng, queue=queue, tried=()), eng.waiting_since or eng.created_at, arrived=True)
+        tx.put_engagement(eng)
+    else:
+        assert agent is not None
+        why = f"transfer by {actor}"
+        eng = replace(eng, waiting_since=eng.waiting_since or tx.now, tried=tuple(t for t in eng.tried if t != agent))
+        if eng.channel is Channel.EMAIL:
+            _assign(tx, eng, agent, None, why)
+        else:
+            _ring(tx, eng, [agent], None, why)
+    route(tx, [eng.queue, *(tx.dir.agent_queues(former) if former else [])])
+    return _require(tx, engagement_id)
+
+
+def release(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
+    """Give an engagement back to its queue: it goes to another eligible agent before the one who released it."""
+    eng = _owned(tx, agent_id, engagement_id, HANDLED)
+    _release_hold(tx, agent_id, eng.id)
+    eng = _history(tx, replace(eng, agent=None), "released", agent_actor(agent_id), agent=agent_id)
+    eng = _enqueue(tx, replace(eng, tried=(agent_id,)), eng.created_at, arrived=True)
+    tx.put_engagement(eng)
+    route(tx, [eng.queue, *tx.dir.agent_queues(agent_id)])
+    return _require(tx, engagement_id)
 
 
 def note(tx: Tx, agent_id: str, engagement_id: str, text: str) -> EngagementRec:

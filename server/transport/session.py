@@ -147,8 +147,9 @@ class Session:
             return
         self._closing = True
         if self.ws.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError, TimeoutError):
-                await asyncio.wait_for(self.ws.close(code=int(code), reason=reason[:120]), CLOSE_TIMEOUT_S)
+            with contextlib.suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.ws.close(code=int(code), reason=reason[:120])
 
     # --- handshake -------------------------------------------------------------------------------
 
@@ -171,7 +172,8 @@ class Session:
 
     async def _hello(self) -> Hello | None:
         try:
-            payload = await asyncio.wait_for(self._receive(), self.server.hello_timeout_s)
+            async with asyncio.timeout(self.server.hello_timeout_s):
+                payload = await self._receive()
         except TimeoutError:
             raise _Close(CloseCode.HELLO_TIMEOUT, "no hello in time") from None
         if payload is None:
