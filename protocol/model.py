@@ -119,13 +119,15 @@ class Routing(View, kw_only=True):
 
 
 class HistoryEntry(Struct, kw_only=True, omit_defaults=True):
-    """One transition of an engagement: when, who did it, and what changed."""
+    """One transition of an engagement: when, who did it (`actor`), and what changed. `agent` is the
+    agent the step concerns; `former` the agent who held it before (on transfers)."""
 
     at: float
     event: str
     actor: str
     state: EngagementState | None = None
     agent: str | None = None
+    former: str | None = None
     offer: str | None = None
     queue: str | None = None
     reason: str | None = None

@@ -84,38 +84,50 @@ def violations(
 ACQUIRE = {"offered", "assigned"}
 RELEASE = {"declined", "expired", "rescinded"}
 FINISH = {"closed", "resolved"}
+HANDOVER = {"transferred", "released"}
 
 
 def history_violations(directory: Directory, engagements: Iterable[EngagementRec]) -> list[str]:
-    """What the histories say happened, checked over time: one agent per engagement, one ring at a time
-    (but for ring-all), each ring made once and ended once (a timer fired twice would end it twice),
-    and no agent over capacity at any moment."""
+    """What the histories say happened, checked over time: one agent per engagement between hand-overs,
+    one ring at a time (but in ring-all queues), each ring made once and ended once (a timer fired
+    twice would end it twice), and no agent over capacity at any moment."""
     problems: list[str] = []
     moves: list[tuple[float, int, str, str]] = []  # (at, +1/-1, agent, channel)
+    ring_all = {q.id for q in directory.queues.values() if q.strategy is Strategy.RING_ALL}
     for eng in engagements:
-        ring_all = directory.queues[eng.queue].strategy is Strategy.RING_ALL
-        accepted = [h.agent for h in eng.history if h.event == "accepted"]
-        if len(accepted) > 1:
-            problems.append(f"{eng.id} was accepted by {accepted}")
-        if accepted and accepted[0] != eng.agent:
-            problems.append(f"{eng.id} was accepted by {accepted[0]} but is held by {eng.agent}")
-        outstanding: set[str] = set()
+        channel = eng.channel.value
+        taking = "assigned" if channel == "email" else "accepted"
         offered = Counter(h.offer for h in eng.history if h.event == "offered")
         ended = Counter(h.offer for h in eng.history if h.offer and h.event in RELEASE | {"accepted"})
         for offer_id in offered | ended:
             if offered[offer_id] != 1 or ended[offer_id] > 1:
                 problems.append(f"{eng.id}: offer {offer_id} made {offered[offer_id]} times, ended {ended[offer_id]}")
+        queue = eng.history[0].queue if eng.history else eng.queue
+        takers: list[str] = []  # who took it since the last hand-over
+        outstanding: set[str] = set()
         for h in eng.history:
+            if h.event in ("overflowed", "transferred") and h.queue:
+                queue = h.queue
+            if h.event in HANDOVER:
+                takers = []
+            elif h.event == taking and h.agent:
+                takers.append(h.agent)
+                if len(takers) > 1:
+                    problems.append(f"{eng.id} was taken by {takers} without a hand-over")
             if h.event == "offered" and h.offer:
                 outstanding.add(h.offer)
-                if len(outstanding) > 1 and not ring_all:
+                if len(outstanding) > 1 and queue not in ring_all:
                     problems.append(f"{eng.id} rang {sorted(outstanding)} at once at {h.at}")
             elif h.offer and h.event in RELEASE | {"accepted"}:
                 outstanding.discard(h.offer)
             if h.event in ACQUIRE and h.agent:
-                moves.append((h.at, +1, h.agent, eng.channel.value))
-            elif (h.event in RELEASE and h.agent) or (h.event in FINISH and h.agent):
-                moves.append((h.at, -1, h.agent, eng.channel.value))
+                moves.append((h.at, +1, h.agent, channel))
+            elif h.event in RELEASE | FINISH | {"released"} and h.agent:
+                moves.append((h.at, -1, h.agent, channel))
+            elif h.event == "transferred" and h.former:
+                moves.append((h.at, -1, h.former, channel))
+        if eng.state in HELD and takers[-1:] != [eng.agent]:
+            problems.append(f"{eng.id} was last taken by {takers[-1:]} but is held by {eng.agent}")
         if outstanding != {o.id for o in eng.offers}:
             problems.append(f"{eng.id}: its history leaves {sorted(outstanding)} ringing, the record {eng.offers}")
     load: Counter[tuple[str, str]] = Counter()

@@ -18,6 +18,7 @@ from protocol.frames import Event
 from server.auth import issue
 from server.config import Config, Directory, from_mapping
 from server.core import lifecycle
+from server.core.errors import Refused
 from server.core.lifecycle import NewEngagement
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Tx
@@ -136,6 +137,21 @@ class World:
         offers = list(self.agent(agent_id).offers)
         assert len(offers) == 1, f"{agent_id} has offers {offers}"
         return offers[0]
+
+
+class refused:
+    """Asserts that the block raises `Refused` with `code`."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        assert isinstance(exc, Refused), f"expected Refused({self.code}), got {exc!r}"
+        assert exc.code == self.code, f"expected {self.code}, got {exc.code}: {exc.message}"
+        return True
 
 
 def token(subject: str, role: str = "agent", ttl_s: float = 3600.0) -> str:

@@ -509,9 +509,7 @@ def transfer(
         _dequeue(tx, eng)
     if former is not None:
         _release_hold(tx, former, eng.id)
-    eng = _history(
-        tx, replace(eng, agent=None), "transferred", actor, agent=agent, queue=queue, reason=former and f"from {former}"
-    )
+    eng = _history(tx, replace(eng, agent=None), "transferred", actor, agent=agent, queue=queue, former=former)
     if queue is not None:
         eng = _enqueue(tx, replace(eng, queue=queue, tried=()), eng.waiting_since or eng.created_at, arrived=True)
         tx.put_engagement(eng)

@@ -14,13 +14,16 @@ from protocol.frames import (
     Disposition,
     End,
     ForceEnd,
+    ForceTransfer,
     ForceWrapUpDone,
     Note,
     Ok,
     Open,
+    Release,
     ServerFrame,
     SetAgentStatus,
     SetStatus,
+    Transfer,
     WrapUpDone,
 )
 from protocol.model import AgentStatus
@@ -52,6 +55,10 @@ async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
             await node.run(lambda tx: lifecycle.wrap_up_done(tx, eid, actor, agent_id=agent_id))
         case Open(engagement=eid):
             await node.run(lambda tx: lifecycle.open_engagement(tx, agent_id, eid))
+        case Transfer(engagement=eid, queue=queue, agent=target):
+            await node.run(lambda tx: lifecycle.transfer(tx, eid, actor, by=agent_id, queue=queue, agent=target))
+        case Release(engagement=eid):
+            await node.run(lambda tx: lifecycle.release(tx, agent_id, eid))
         case _:
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
@@ -70,6 +77,8 @@ async def supervisor_action(node: Node, supervisor_id: str, frame: Client) -> Se
             await node.run(lambda tx: lifecycle.wrap_up_done(tx, eid, actor))
         case ForceEnd(engagement=eid):
             await node.run(lambda tx: lifecycle.force_end(tx, eid, actor))
+        case ForceTransfer(engagement=eid, queue=queue, agent=target):
+            await node.run(lambda tx: lifecycle.transfer(tx, eid, actor, by=None, queue=queue, agent=target))
         case _:
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")

@@ -146,6 +146,20 @@ class Center(RuleBasedStateMachine):
         if held:
             self.attempt(lambda tx: lifecycle.open_engagement(tx, a, held[i % len(held)]))
 
+    @rule(a=st.sampled_from(AGENTS), to=st.sampled_from(AGENTS + QUEUES), i=st.integers(0, 5))
+    def agent_transfers(self, a: str, to: str, i: int) -> None:
+        held = self.held_by(a, S.ACTIVE, S.ASSIGNED, S.OPEN)
+        if held:
+            eid = held[i % len(held)]
+            where = {"queue": to} if to in QUEUES else {"agent": to}
+            self.attempt(lambda tx: lifecycle.transfer(tx, eid, f"agent:{a}", by=a, **where))
+
+    @rule(a=st.sampled_from(AGENTS), i=st.integers(0, 5))
+    def agent_releases(self, a: str, i: int) -> None:
+        held = self.held_by(a, S.ACTIVE, S.ASSIGNED, S.OPEN)
+        if held:
+            self.attempt(lambda tx: lifecycle.release(tx, a, held[i % len(held)]))
+
     @rule(i=st.integers(0, 1000))
     def consumer_leaves(self, i: int) -> None:
         if self.engagements:
@@ -229,8 +243,12 @@ def test_a_long_random_day_keeps_every_invariant():
                 c.agent_works(a, rng.randint(0, 3))
             elif r < 0.72:
                 c.consumer_leaves(rng.randint(0, 1000))
-            elif r < 0.73:
+            elif r < 0.725:
                 c.supervisor_ends(rng.randint(0, 1000))
+            elif r < 0.735:
+                c.agent_transfers(a, rng.choice(AGENTS + QUEUES), rng.randint(0, 5))
+            elif r < 0.74:
+                c.agent_releases(a, rng.randint(0, 5))
             elif r < 0.76:
                 c.someone_acts_on_anothers_engagement(a, rng.choice(AGENTS), rng.randint(0, 5))
             else:

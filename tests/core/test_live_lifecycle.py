@@ -8,9 +8,8 @@ from protocol.codes import ErrorCode
 from protocol.frames import EngagementEvent, Ring, RingCancelled, StatusEvent
 from protocol.model import Activity, AgentStatus, CancelReason, Consumer, EngagementState
 from server.core import lifecycle
-from server.core.errors import Refused
 from server.core.tx import activity
-from tests.support import World, agent, make_config, voice_queue
+from tests.support import World, agent, make_config, refused, voice_queue
 
 S = EngagementState
 READY, NOT_READY = AgentStatus.READY, AgentStatus.NOT_READY
@@ -26,21 +25,6 @@ def world(**queue: object) -> World:
     w = World(config)
     w.sign_in("ann", "ben", "cat")
     return w
-
-
-class _Refused:
-    """`with _Refused(code):` asserts the block raises Refused with that code."""
-
-    def __init__(self, code: ErrorCode) -> None:
-        self.code = code
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
-        assert isinstance(exc, Refused), f"expected Refused({self.code}), got {exc!r}"
-        assert exc.code == self.code, f"expected {self.code}, got {exc.code}: {exc.message}"
-        return True
 
 
 def test_ring_goes_to_longest_idle_agent_with_consumer_context():
@@ -141,9 +125,9 @@ def test_full_call_note_end_disposition_wrap_up_then_ready_for_the_next():
     w.do(lambda tx: lifecycle.end(tx, "ann", eid))
     eng = w.engagement(eid)
     assert eng.state is S.WRAP_UP and eng.wrap_up_until == pytest.approx(w.now + 30)
-    with _Refused(ErrorCode.DISPOSITION_REQUIRED):
+    with refused(ErrorCode.DISPOSITION_REQUIRED):
         w.do(lambda tx: lifecycle.wrap_up_done(tx, eid, "agent:ann", agent_id="ann"))
-    with _Refused(ErrorCode.UNKNOWN_DISPOSITION):
+    with refused(ErrorCode.UNKNOWN_DISPOSITION):
         w.do(lambda tx: lifecycle.dispose(tx, "ann", eid, ["resolved", "made_up"]))
     w.do(lambda tx: lifecycle.dispose(tx, "ann", eid, ["resolved"]))
     # ben has the second call meanwhile; ann is free again once wrap-up is done
@@ -277,20 +261,20 @@ def test_refused_commands_change_nothing():
     eid = w.create()
     offer = w.offer_of("ann")
     before = (w.engagement(eid), w.agent("ann"), w.agent("ben"), w.queue("q"))
-    with _Refused(ErrorCode.NOT_YOURS):
+    with refused(ErrorCode.NOT_YOURS):
         w.do(lambda tx: lifecycle.accept(tx, "ben", offer))
-    with _Refused(ErrorCode.NOT_FOUND):
+    with refused(ErrorCode.NOT_FOUND):
         w.do(lambda tx: lifecycle.accept(tx, "ann", "nope"))
-    with _Refused(ErrorCode.NOT_YOURS):
+    with refused(ErrorCode.NOT_YOURS):
         w.do(lambda tx: lifecycle.end(tx, "ben", eid))
-    with _Refused(ErrorCode.NOT_YOURS):
+    with refused(ErrorCode.NOT_YOURS):
         w.do(lambda tx: lifecycle.note(tx, "ann", eid, "not yet mine"))
-    with _Refused(ErrorCode.NOT_FOUND):
+    with refused(ErrorCode.NOT_FOUND):
         w.do(lambda tx: lifecycle.end(tx, "ann", "missing"))
     w.do(lambda tx: lifecycle.accept(tx, "ann", offer))
-    with _Refused(ErrorCode.INVALID_STATE):
+    with refused(ErrorCode.INVALID_STATE):
         w.do(lambda tx: lifecycle.wrap_up_done(tx, eid, "agent:ann", agent_id="ann"))
-    with _Refused(ErrorCode.NOT_FOUND):
+    with refused(ErrorCode.NOT_FOUND):
         w.do(lambda tx: lifecycle.accept(tx, "ann", offer))  # already accepted
     assert w.engagement(eid).state is S.ACTIVE
     assert before[2] == w.agent("ben")
