@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from protocol.codes import ErrorCode
-from protocol.frames import Client, RequestId, Server, ServerFrame
+from protocol.frames import Client, Ingest, RequestId, Server, ServerFrame
 
 SUBPROTOCOL_JSON = "switchboard.v1.json"
 SUBPROTOCOL_MSGPACK = "switchboard.v1.msgpack"
@@ -52,6 +52,11 @@ class Codec:
         data = self._encode(frame)
         return data if self.binary else data.decode()
 
+    def for_ingest(self) -> Codec:
+        """The same wire format, decoding media-server frames (`/v1/ingest`) instead of client frames."""
+        decoder = (msgspec.msgpack.Decoder if self.binary else msgspec.json.Decoder)(Ingest)
+        return Codec(self.subprotocol, self.binary, _ENCODERS[self.binary], decoder, self._server, self._envelope)
+
     def decode_client(self, payload: bytes | str) -> Client:
         try:
             return self._client.decode(payload)
@@ -77,10 +82,11 @@ class Codec:
         return FrameError(ErrorCode.INVALID_FIELD, f"Invalid `{envelope.type}` frame: {text}", re)
 
 
+_ENCODERS = {False: msgspec.json.Encoder(), True: msgspec.msgpack.Encoder()}
 JSON = Codec(
     SUBPROTOCOL_JSON,
     False,
-    msgspec.json.Encoder(),
+    _ENCODERS[False],
     msgspec.json.Decoder(Client),
     msgspec.json.Decoder(Server),
     msgspec.json.Decoder(_Envelope),
@@ -88,7 +94,7 @@ JSON = Codec(
 MSGPACK = Codec(
     SUBPROTOCOL_MSGPACK,
     True,
-    msgspec.msgpack.Encoder(),
+    _ENCODERS[True],
     msgspec.msgpack.Decoder(Client),
     msgspec.msgpack.Decoder(Server),
     msgspec.msgpack.Decoder(_Envelope),
@@ -104,3 +110,6 @@ def choose(offered: list[str]) -> Codec | None:
         if name in CODECS:
             return CODECS[name]
     return None
+
+
+INGEST_CODECS = {codec.subprotocol: codec.for_ingest() for codec in (JSON, MSGPACK)}

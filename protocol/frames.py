@@ -17,8 +17,11 @@ from protocol.model import (
     Activity,
     AgentStatus,
     CancelReason,
+    Channel,
     Engagement,
+    EngagementState,
     Fragment,
+    Message,
 )
 
 RequestId = str | int | None
@@ -174,7 +177,7 @@ class Welcome(Reply, tag="welcome", kw_only=True):
 
     agent: str
     name: str = ""
-    role: Literal["agent", "supervisor"] = "agent"
+    role: Literal["agent", "supervisor", "consumer", "ingest"] = "agent"
     status: AgentStatus | None
     reason: str | None = None
     engagements: list[Engagement] = field(default_factory=list)
@@ -190,6 +193,7 @@ class Ok(Reply, tag="ok", kw_only=True):
 
     engagement: str | None = None
     offer: str | None = None
+    message: str | None = None
     status: AgentStatus | None = None
     reason: str | None = None
     deferred: bool = False
@@ -263,11 +267,22 @@ class Closing(Event, tag="closing", kw_only=True):
     retry_after_ms: int
 
 
+class Conversation(Event, tag="conversation", kw_only=True):
+    """For the consumer's socket: where their conversation stands, and its thread so far."""
+
+    engagement: str
+    state: EngagementState
+    channel: Channel
+    agent_name: str | None = None
+    messages: list[Message] = field(default_factory=list)
+
+
 class QueueStats(Event, tag="queue_stats", kw_only=True):
     queue: str
     waiting: int
     longest_wait_s: float
     agents: dict[str, int]
+    available: int = 0
 
 
 class AgentState(Event, tag="agent_state", kw_only=True):
@@ -294,4 +309,37 @@ Server = (
     | Closing
     | QueueStats
     | AgentState
+    | Conversation
 )
+
+
+class FragmentIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A transcript fragment as a media server sends it; the server assigns ids to those without."""
+
+    id: str | None = None
+    speaker: str
+    text: str
+    final: bool = True
+    ts: float | None = None
+
+
+class IngestFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of what media servers send on `/v1/ingest`."""
+
+    id: RequestId = None
+
+
+class IngestHello(IngestFrame, tag="hello", kw_only=True):
+    token: str | None = None
+
+
+class IngestTranscript(IngestFrame, tag="transcript", kw_only=True):
+    engagement: str
+    fragments: list[FragmentIn]
+
+
+class IngestPing(IngestFrame, tag="ping", kw_only=True):
+    pass
+
+
+Ingest = IngestHello | IngestTranscript | IngestPing

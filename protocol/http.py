@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from msgspec import Struct, field
 
-from protocol.model import Acceptance, Activity, AgentStatus, Channel, Scalar, Strategy
+from protocol.frames import FragmentIn
+from protocol.model import Acceptance, Activity, AgentStatus, Channel, Engagement, Scalar, Strategy
 
 
 class Strict(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -30,6 +31,24 @@ class CreateEngagement(Strict, kw_only=True):
     priority: int = 0
     subject: str | None = None
     body: str | None = None
+
+
+class TranscriptBatch(Strict, kw_only=True):
+    fragments: list[FragmentIn]
+
+
+class MessageIn(Strict, kw_only=True):
+    """A consumer's chat line or email. `sender` defaults to the consumer's name or email."""
+
+    text: str
+    subject: str | None = None
+    sender: str | None = None
+
+
+class CreatedEngagement(Engagement, kw_only=True):
+    """The answer to a create: the engagement, and the token its consumer's socket signs in with."""
+
+    consumer_token: str
 
 
 class ErrorBody(Struct, kw_only=True):

@@ -28,6 +28,7 @@ from server.node import Node, random_ids
 from server.store.base import Store
 from server.store.memory import MemoryStore
 from server.transport import http
+from server.transport.ingest import ingest_endpoint
 from server.transport.session import endpoint
 
 log = logging.getLogger("switchboard")
@@ -98,6 +99,8 @@ def create_app(
             *http.routes,
             WebSocketRoute("/v1/agent", endpoint("agent")),
             WebSocketRoute("/v1/supervisor", endpoint("supervisor")),
+            WebSocketRoute("/v1/consumer/{engagement}", endpoint("consumer")),
+            WebSocketRoute("/v1/ingest", ingest_endpoint),
         ],
         exception_handlers={
             http.ApiError: http.on_api_error,

@@ -14,8 +14,8 @@ from typing import Literal
 import jwt
 import msgspec
 
-Role = Literal["agent", "supervisor"]
-ROLES: tuple[Role, ...] = ("agent", "supervisor")
+Role = Literal["agent", "supervisor", "consumer"]
+"""`consumer` tokens are issued with each engagement, for its consumer's socket (`sub` is the engagement)."""
 
 
 class AuthError(Exception):

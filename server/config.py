@@ -53,6 +53,7 @@ class QueueCfg(Cfg, kw_only=True):
     overflow: OverflowCfg | None = None
     inactivity_close_s: float | None = None
     max_waiting: int | None = None
+    webhook_url: str | None = None
 
     @property
     def title(self) -> str:
@@ -110,6 +111,7 @@ class ServerCfg(Cfg, kw_only=True):
     secret: str | None = None
     api_keys: list[str] = field(default_factory=list)
     token_ttl_s: float = 12 * 3600.0
+    consumer_token_ttl_s: float = 24 * 3600.0
     grace_s: float = 15.0
     hello_timeout_s: float = 10.0
     missed_status: Literal["not_ready", "ready"] = "not_ready"
@@ -118,6 +120,7 @@ class ServerCfg(Cfg, kw_only=True):
     max_body_bytes: int = 1 << 20
     event_log_size: int = 1000
     outbound_queue: int = 1000
+    webhook_secret: str | None = None
     heartbeat_s: float = 1.0
     node_timeout_s: float = 5.0
 
@@ -226,6 +229,8 @@ def validate(config: Config, source: str = "config") -> None:
             problems.append(f"{at}.dispositions: duplicate codes in {codes}")
         if q.inactivity_close_s is not None and q.inactivity_close_s <= 0:
             problems.append(f"{at}.inactivity_close_s: must be > 0, got {q.inactivity_close_s}")
+        if q.webhook_url is not None and not q.webhook_url.startswith(("http://", "https://")):
+            problems.append(f"{at}.webhook_url: must be an http(s) URL, got {q.webhook_url!r}")
         if q.max_waiting is not None and q.max_waiting < 1:
             problems.append(f"{at}.max_waiting: must be >= 1, got {q.max_waiting}")
     by_id = {q.id: q for q in config.queues}

@@ -16,12 +16,15 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from protocol.codes import CloseCode
-from server.bus.base import Broker, Delivery, agent_topic
+from server.bus.base import Broker, Delivery
 from server.config import Directory
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.tx import Changes, IdSource, Snapshot, Tx
+from server.search import FoldCache
 from server.store.base import Store
+from server.topics import agent_topic
+from server.webhooks import Webhooks
 
 T = TypeVar("T")
 log = logging.getLogger("switchboard.node")
@@ -57,6 +60,8 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.epoch = ""
         self.sessions: set[Closable] = set()
+        self.folds = FoldCache()
+        self.webhooks = Webhooks(directory.server.webhook_secret)
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,8 +80,10 @@ class Node:
             return result, tx.changes()
 
         committed = await self.store.transact(decide)
-        if committed.events:
-            await self.broker.publish([Delivery(agent_topic(a), e) for a, e in committed.events])
+        deliveries = [Delivery(agent_topic(a), e) for a, e in committed.events]
+        deliveries += [Delivery(topic, e) for topic, e in committed.notices]
+        if deliveries:
+            await self.broker.publish(deliveries)
         if committed.timers_armed:
             self._wake.set()
         return committed.result
@@ -98,6 +105,7 @@ class Node:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        await self.webhooks.close()
         with contextlib.suppress(Refused):
             await self.store.forget_node(self.node_id)
 

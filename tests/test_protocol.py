@@ -42,7 +42,7 @@ def test_the_contract_frame_types_are_all_there():
     server = {tag(s) for s in SERVER_TYPES}
     assert server == {
         "welcome", "ok", "error", "pong", "search_result", "ring", "ring_cancelled", "engagement",
-        "transcript", "message", "status", "closing", "queue_stats", "agent_state",
+        "transcript", "message", "status", "closing", "queue_stats", "agent_state", "conversation",
     }  # fmt: skip
 
 

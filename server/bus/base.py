@@ -13,10 +13,6 @@ from protocol.codec import Codec
 from protocol.frames import ServerFrame
 
 
-def agent_topic(agent_id: str) -> str:
-    return f"agent:{agent_id}"
-
-
 class Delivery:
     """One event bound for one topic; `payload(codec)` encodes it once per codec and caches it.
 

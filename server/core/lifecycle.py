@@ -18,7 +18,8 @@ from msgspec import Struct, field
 from msgspec.structs import replace
 
 from protocol.codes import ErrorCode
-from protocol.frames import EngagementEvent, Ring, RingCancelled
+from protocol.frames import Conversation, EngagementEvent, FragmentIn, MessageEvent, Ring, RingCancelled
+from protocol.frames import Transcript as TranscriptEvent
 from protocol.model import (
     Acceptance,
     AgentStatus,
@@ -27,17 +28,20 @@ from protocol.model import (
     Consumer,
     Engagement,
     EngagementState,
+    Fragment,
     HistoryEntry,
     Message,
     Profile,
     Routing,
     Scalar,
 )
+from server.config import Directory
 from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, WaitEntry
 from server.core.routing import candidates, choose, has_room
 from server.core.tx import Tx
 from server.core.views import engagement_view, ring_frame
+from server.topics import consumer_topic, watch_topic
 
 S = EngagementState
 SYSTEM = "system"
@@ -69,6 +73,10 @@ def overflow_key(engagement_id: str) -> str:
     return f"overflow|{engagement_id}"
 
 
+def idle_key(engagement_id: str) -> str:
+    return f"idle|{engagement_id}"
+
+
 def engagement_of_offer(offer_id: str) -> str:
     """Offer ids are `<engagement>-o<n>`, so an offer leads to its engagement without an index."""
     return offer_id.rpartition("-o")[0]
@@ -95,10 +103,27 @@ def _history(tx: Tx, eng: EngagementRec, event: str, actor: str, **fields: objec
 
 
 def _notify(tx: Tx, eng: EngagementRec, agent_id: str | None = None) -> None:
-    """Send the engagement's snapshot to the agent who holds it (or to `agent_id`)."""
+    """Send the engagement's snapshot to the agent who holds it (or to `agent_id`) and to supervisors
+    watching it; tell a chat or email consumer where their conversation stands."""
+    view = engagement_view(tx.dir, eng)
     target = agent_id or eng.agent
     if target:
-        tx.emit(target, EngagementEvent(engagement=engagement_view(tx.dir, eng)))
+        tx.emit(target, EngagementEvent(engagement=view))
+    tx.notify(watch_topic(eng.id), EngagementEvent(engagement=view))
+    if eng.channel in (Channel.CHAT, Channel.EMAIL):
+        tx.notify(consumer_topic(eng.id), conversation(tx.dir, eng))
+
+
+def conversation(directory: Directory, eng: EngagementRec) -> Conversation:
+    """What the consumer sees: the state, who is with them, and the thread (never notes or profile)."""
+    agent = directory.agents.get(eng.agent or "")
+    return Conversation(
+        engagement=eng.id,
+        state=eng.state,
+        channel=eng.channel,
+        agent_name=agent.title if agent else None,
+        messages=list(eng.messages),
+    )
 
 
 def _require(tx: Tx, engagement_id: str) -> EngagementRec:
@@ -290,11 +315,13 @@ def _start_auto(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing) -> 
     tx.put_engagement(eng)
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
+    _transcript_so_far(tx, eng)
 
 
 def _assign(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing | None, reason: str | None = None) -> None:
     eng = replace(eng, state=S.ASSIGNED, agent=agent_id, offers=())
     eng = _history(tx, eng, "assigned", SYSTEM, state=S.ASSIGNED, agent=agent_id, routing=routing, reason=reason)
+    eng = _touch(tx, eng)
     tx.put_engagement(eng)
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
@@ -420,8 +447,15 @@ def accept(tx: Tx, agent_id: str, offer_id: str) -> EngagementRec:
     tx.put_engagement(eng)
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
+    _transcript_so_far(tx, eng)
     route(tx, [q for o in others for q in tx.dir.agent_queues(o.agent)])
     return eng
+
+
+def _transcript_so_far(tx: Tx, eng: EngagementRec) -> None:
+    """On accept, the agent gets one `transcript` event with everything said before."""
+    if eng.agent and eng.transcript_count:
+        tx.emit(eng.agent, TranscriptEvent(engagement=eng.id, fragments=tx.transcript(eng.id)))
 
 
 def decline(tx: Tx, agent_id: str, offer_id: str, reason: str | None = None) -> EngagementRec:
@@ -443,12 +477,15 @@ def end(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
     return _to_wrap_up(tx, eng, agent_actor(agent_id))
 
 
-def _resolve(tx: Tx, eng: EngagementRec, actor: str, *, enforce_disposition: bool = True) -> EngagementRec:
+def _resolve(
+    tx: Tx, eng: EngagementRec, actor: str, *, enforce_disposition: bool = True, reason: str | None = None
+) -> EngagementRec:
     queue = tx.dir.queues[eng.queue]
     if enforce_disposition and queue.disposition_required and not eng.dispositions:
         raise Refused(ErrorCode.DISPOSITION_REQUIRED, f"Queue {queue.id!r} requires a disposition first")
+    tx.disarm(idle_key(eng.id))
     eng = replace(eng, state=S.RESOLVED, ended_at=tx.now)
-    eng = _history(tx, eng, "resolved", actor, state=S.RESOLVED, agent=eng.agent)
+    eng = _history(tx, eng, "resolved", actor, state=S.RESOLVED, agent=eng.agent, reason=reason)
     tx.put_engagement(eng)
     _notify(tx, eng)
     if eng.agent:
@@ -463,6 +500,7 @@ def open_engagement(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
     if eng.state is S.OPEN:
         return eng
     eng = _history(tx, replace(eng, state=S.OPEN), "opened", agent_actor(agent_id), state=S.OPEN, agent=agent_id)
+    eng = _touch(tx, eng)
     tx.put_engagement(eng)
     _set_hold(tx, agent_id, eng)
     _notify(tx, eng)
@@ -589,6 +627,133 @@ def _close(tx: Tx, eng: EngagementRec, actor: str, reason: str | None) -> Engage
     return eng
 
 
+# --- conversation: chat and email threads, live transcript ------------------------------------------
+
+MAX_TEXT = 64 * 1024
+TEXT_CHANNELS = (Channel.CHAT, Channel.EMAIL)
+
+
+def _touch(tx: Tx, eng: EngagementRec) -> EngagementRec:
+    """Record activity on an email; the queue's inactivity limit counts from the latest."""
+    limit = tx.dir.queues[eng.queue].inactivity_close_s
+    if eng.channel is Channel.EMAIL and limit is not None:
+        tx.arm(idle_key(eng.id), tx.now + limit)
+    return replace(eng, touched_at=tx.now)
+
+
+def _message(tx: Tx, eng: EngagementRec, direction: str, sender: str, text: str, subject: str | None) -> Message:
+    if not text.strip():
+        raise Refused(ErrorCode.INVALID_FIELD, "A message needs some `text`")
+    if len(text.encode()) > MAX_TEXT:
+        raise Refused(ErrorCode.TOO_LARGE, f"Messages are limited to {MAX_TEXT} bytes")
+    return Message(
+        id=f"{eng.id}-m{len(eng.messages) + 1}",
+        direction=direction,
+        sender=sender,
+        text=text,
+        subject=subject,
+        ts=tx.now,
+    )
+
+
+def _deliver_message(tx: Tx, eng: EngagementRec, message: Message) -> None:
+    event = MessageEvent(
+        engagement=eng.id,
+        id=message.id,
+        direction=message.direction,
+        sender=message.sender,
+        text=message.text,
+        subject=message.subject,
+        ts=message.ts,
+    )
+    if eng.agent and eng.state in HANDLED:
+        tx.emit(eng.agent, event)
+    tx.notify(consumer_topic(eng.id), event)
+    tx.notify(watch_topic(eng.id), event)
+
+
+def consumer_message(tx: Tx, engagement_id: str, text: str, subject: str | None, sender: str | None) -> Message:
+    """A consumer's chat line or email reply: kept in the thread, pushed to the agent handling it."""
+    eng = _require(tx, engagement_id)
+    if eng.channel not in TEXT_CHANNELS:
+        raise Refused(ErrorCode.NOT_ENABLED, f"A {eng.channel} engagement has no text thread")
+    if eng.state.is_final or eng.state is S.WRAP_UP:
+        raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}; start a new one")
+    who = sender or eng.consumer.name or eng.consumer.email or CONSUMER
+    message = _message(tx, eng, "in", who, text, subject)
+    eng = _touch(tx, replace(eng, messages=(*eng.messages, message)))
+    tx.put_engagement(eng)
+    _deliver_message(tx, eng, message)
+    return message
+
+
+def send(tx: Tx, agent_id: str, engagement_id: str, text: str, subject: str | None) -> EngagementRec:
+    """The agent writes to the consumer (a chat line, an email reply; replying opens an assigned email).
+    Returns the engagement; the message is the last of its thread."""
+    eng = _owned(tx, agent_id, engagement_id, HANDLED)
+    if eng.channel not in TEXT_CHANNELS:
+        raise Refused(ErrorCode.NOT_ENABLED, f"A {eng.channel} engagement has no text thread")
+    if eng.channel is Channel.EMAIL and subject is None and eng.subject:
+        subject = eng.subject if eng.subject.lower().startswith("re:") else f"Re: {eng.subject}"
+    message = _message(tx, eng, "out", tx.dir.agents[agent_id].title, text, subject)
+    eng = replace(eng, messages=(*eng.messages, message))
+    if eng.state is S.ASSIGNED:
+        eng = _history(tx, replace(eng, state=S.OPEN), "opened", agent_actor(agent_id), state=S.OPEN, agent=agent_id)
+        _set_hold(tx, agent_id, eng)
+        _notify(tx, eng)
+    eng = _touch(tx, eng)
+    tx.put_engagement(eng)
+    _deliver_message(tx, eng, message)
+    return eng
+
+
+def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> list[Fragment]:
+    """Live transcript in: a final replaces the partial with the same id (or, without ids, that speaker's
+    latest partial), so nothing is shown twice. The handling agent and watchers get them in order."""
+    eng = _require(tx, engagement_id)
+    if eng.channel is Channel.EMAIL or not tx.dir.queues[eng.queue].transcription:
+        raise Refused(ErrorCode.NOT_ENABLED, f"Transcription is off for queue {eng.queue!r}")
+    if eng.state.is_final:
+        raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}")
+    partials = dict(eng.partials)
+    count = eng.transcript_count
+    out: list[Fragment] = []
+    for f in incoming:
+        if not f.speaker or len(f.text.encode()) > MAX_TEXT:
+            raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker` and at most 64 KiB of `text`")
+        fid = f.id
+        if fid is None:
+            fid = next((i for i, speaker in partials.items() if speaker == f.speaker), None)
+        if fid is None or (fid not in partials and f.id is not None):
+            count += 1
+            fid = fid or f"{eng.id}-f{count}"
+        if f.final:
+            partials.pop(fid, None)
+        else:
+            partials[fid] = f.speaker
+        out.append(Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now))
+    eng = replace(eng, partials=partials, transcript_count=count)
+    tx.put_engagement(eng)
+    tx.put_fragments(eng.id, out)
+    event = TranscriptEvent(engagement=eng.id, fragments=out)
+    if eng.agent and eng.state in (S.ACTIVE, S.WRAP_UP):
+        tx.emit(eng.agent, event)
+    tx.notify(watch_topic(eng.id), event)
+    return out
+
+
+def _inactive(tx: Tx, engagement_id: str) -> None:
+    eng = tx.engagement(engagement_id)
+    limit = tx.dir.queues[eng.queue].inactivity_close_s if eng else None
+    if eng is None or limit is None or eng.state not in (S.ASSIGNED, S.OPEN) or eng.touched_at is None:
+        return
+    due = eng.touched_at + limit
+    if tx.now < due:
+        tx.arm(idle_key(engagement_id), due)
+        return
+    _resolve(tx, eng, SYSTEM, enforce_disposition=False, reason="inactivity")
+
+
 # --- agent commands -------------------------------------------------------------------------------
 
 
@@ -685,6 +850,8 @@ def fire(tx: Tx, key: str) -> None:
             _grace_expired(tx, ref)
         case "overflow":
             _overflow(tx, ref)
+        case "idle":
+            _inactive(tx, ref)
         case _:
             raise Refused(ErrorCode.INTERNAL, f"Unknown timer {key!r}")
 

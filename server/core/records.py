@@ -121,6 +121,8 @@ class EngagementRec(Struct, frozen=True, kw_only=True):
     dispositions: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     transcript_count: int = 0
+    partials: dict[str, str] = field(default_factory=dict)
+    touched_at: float | None = None
     wrap_up_until: float | None = None
     ended_at: float | None = None
     history: tuple[HistoryEntry, ...] = ()

@@ -6,7 +6,8 @@ never sees how records are kept; the store never sees routing rules.
 
 Events to an agent are collected in order; the store gives them the agent's next `seq` numbers at
 commit, so event order and state order are the same thing. A `status` event is derived here, at the
-end, for every agent whose status, reason or next status changed, so no command can forget one.
+end, for every agent whose status, reason or next status changed, so no command can forget one, and
+an `agent_state` notice for supervisors for every agent the transaction touched.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Protocol
 
 from msgspec import Struct, field
 
-from protocol.frames import Event, StatusEvent
-from protocol.model import Activity, AgentStatus
+from protocol.frames import AgentState, Event, StatusEvent
+from protocol.model import Activity, AgentStatus, Fragment
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.topics import SUPERVISORS
 
 IdSource = Callable[[str], str]
 """Makes a fresh id with the given prefix (`e` for engagements). Injected, so the core stays deterministic."""
@@ -38,19 +40,26 @@ class Snapshot(Protocol):
 
     def queue(self, queue_id: str) -> QueueRec | None: ...
 
+    def transcript(self, engagement_id: str) -> list[Fragment]:
+        """The engagement's transcript fragments, in order (consistent with its record's version)."""
+        ...
+
 
 class Changes(Struct, kw_only=True):
-    """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it."""
+    """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it.
+
+    `events` go to agents, with their `seq`, into their logs; `notices` go to other topics (consumers,
+    supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id.
+    """
 
     agents: dict[str, AgentRec] = field(default_factory=dict)
     engagements: dict[str, EngagementRec] = field(default_factory=dict)
     queues: dict[str, QueueRec] = field(default_factory=dict)
     events: list[tuple[str, Event]] = field(default_factory=list)
+    notices: list[tuple[str, Event]] = field(default_factory=list)
+    fragments: dict[str, list[Fragment]] = field(default_factory=dict)
     arm: dict[str, float] = field(default_factory=dict)
     disarm: set[str] = field(default_factory=set)
-
-    def is_empty(self) -> bool:
-        return not (self.agents or self.engagements or self.queues or self.events or self.arm or self.disarm)
 
 
 def activity(agent: AgentRec) -> Activity:
@@ -75,6 +84,19 @@ def status_event(agent: AgentRec) -> StatusEvent:
     )
 
 
+def agent_state(directory: Directory, agent: AgentRec) -> AgentState:
+    """What supervisors see of an agent."""
+    cfg = directory.agents.get(agent.id)
+    return AgentState(
+        agent=agent.id,
+        name=cfg.title if cfg else agent.id,
+        status=agent.status,
+        reason=agent.reason,
+        activity=activity(agent),
+        engagements=list(agent.holds),
+    )
+
+
 class Tx:
     """One unit of work for the core. Reads see this transaction's own writes."""
 
@@ -87,6 +109,8 @@ class Tx:
         self._engagements: dict[str, EngagementRec] = {}
         self._queues: dict[str, QueueRec] = {}
         self._events: list[tuple[str, Event]] = []
+        self._notices: list[tuple[str, Event]] = []
+        self._fragments: dict[str, list[Fragment]] = {}
         self._arm: dict[str, float] = {}
         self._disarm: set[str] = set()
         self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
@@ -123,6 +147,24 @@ class Tx:
     def put_queue(self, queue: QueueRec) -> None:
         self._queues[queue.id] = queue
 
+    def transcript(self, engagement_id: str) -> list[Fragment]:
+        """Stored fragments with this transaction's own upserts applied (a fragment keeps its place)."""
+        stored = self.snapshot.transcript(engagement_id)
+        pending = self._fragments.get(engagement_id, [])
+        if not pending:
+            return stored
+        merged = {f.id: f for f in stored}
+        for fragment in pending:
+            merged[fragment.id] = fragment
+        return list(merged.values())
+
+    def put_fragments(self, engagement_id: str, fragments: list[Fragment]) -> None:
+        self._fragments.setdefault(engagement_id, []).extend(fragments)
+
+    def notify(self, topic: str, event: Event) -> None:
+        """Publish an event to a topic that is not an agent's (no seq, no log)."""
+        self._notices.append((topic, event))
+
     def emit(self, agent_id: str, event: Event) -> None:
         """Queue an event for an agent; it gets the agent's next `seq` when the transaction commits."""
         self._events.append((agent_id, event))
@@ -137,15 +179,20 @@ class Tx:
 
     def changes(self) -> Changes:
         events = list(self._events)
+        notices = list(self._notices)
         for agent_id, (status, reason, nxt) in self._status_before.items():
             after = self._agents[agent_id]
             if (after.status, after.reason, after.next) != (status, reason, nxt):
                 events.append((agent_id, status_event(after)))
+        for agent in self._agents.values():
+            notices.append((SUPERVISORS, agent_state(self.dir, agent)))
         return Changes(
             agents=dict(self._agents),
             engagements=dict(self._engagements),
             queues=dict(self._queues),
             events=events,
+            notices=notices,
+            fragments={k: list(v) for k, v in self._fragments.items()},
             arm=dict(self._arm),
             disarm=set(self._disarm),
         )

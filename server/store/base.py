@@ -12,6 +12,7 @@ from typing import Generic, Protocol, TypeVar
 from msgspec import Struct, field
 
 from protocol.frames import Event
+from protocol.model import Fragment
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Changes, Snapshot
 
@@ -22,10 +23,12 @@ Decide = Callable[[Snapshot], tuple[T, Changes]]
 
 
 class Committed(Struct, Generic[T]):
-    """What a transaction did: its result, and its events with the `seq` each was given, in order."""
+    """What a transaction did: its result, its agent events with the `seq` each was given, in order,
+    and its notices for other topics (to publish as they are)."""
 
     result: T
     events: list[tuple[str, Event]] = field(default_factory=list)
+    notices: list[tuple[str, Event]] = field(default_factory=list)
     timers_armed: bool = False
 
 
@@ -37,6 +40,8 @@ class Store(Protocol):
       (records, events, timers) are applied all together or not at all. If `decide` raises, nothing
       is applied and the exception propagates. An implementation may call `decide` more than once
       (on a conflict); only the last call's changes are applied.
+    - Transcript fragments are upserted by id with the transaction: a new id is appended, a known id
+      replaced in place.
     - Events to one agent get consecutive `seq` numbers (starting at 1) in commit order, and are
       kept in that agent's log, of which at least the last `log_size` events can be replayed.
     - A timer armed by a committed transaction is returned by `claim_due` once, at or after its due
@@ -54,6 +59,10 @@ class Store(Protocol):
     async def engagement(self, engagement_id: str) -> EngagementRec | None: ...
 
     async def queue(self, queue_id: str) -> QueueRec | None: ...
+
+    async def transcript(self, engagement_id: str) -> list[Fragment]:
+        """The engagement's transcript, in order of first arrival (a final keeps its partial's place)."""
+        ...
 
     async def epoch(self) -> str:
         """Names this store's seq numbering: when it changes (a fresh in-memory store), old seqs mean nothing."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from msgspec.structs import replace
 
 from protocol.frames import Event
+from protocol.model import Fragment
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.store.base import Committed, Decide, T
 
@@ -32,12 +33,17 @@ class MemoryStore:
         self._timers: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._nodes: dict[str, float] = {}
+        self._transcripts: dict[str, dict[str, Fragment]] = {}
 
     async def transact(self, decide: Decide[T]) -> Committed[T]:
         result, changes = decide(_Snapshot(self))
         self._agents.update(changes.agents)
         self._engagements.update(changes.engagements)
         self._queues.update(changes.queues)
+        for engagement_id, fragments in changes.fragments.items():
+            transcript = self._transcripts.setdefault(engagement_id, {})
+            for fragment in fragments:
+                transcript[fragment.id] = fragment
         events: list[tuple[str, Event]] = []
         for agent_id, event in changes.events:
             seq = self._seqs.get(agent_id, 0) + 1
@@ -53,7 +59,7 @@ class MemoryStore:
         for key, due in changes.arm.items():
             self._timers[key] = due
             heapq.heappush(self._heap, (due, key))
-        return Committed(result, events, bool(changes.arm))
+        return Committed(result, events, changes.notices, bool(changes.arm))
 
     async def agent(self, agent_id: str) -> AgentRec | None:
         return self._agents.get(agent_id)
@@ -66,6 +72,9 @@ class MemoryStore:
 
     async def queue(self, queue_id: str) -> QueueRec | None:
         return self._queues.get(queue_id)
+
+    async def transcript(self, engagement_id: str) -> list[Fragment]:
+        return list(self._transcripts.get(engagement_id, {}).values())
 
     async def epoch(self) -> str:
         return self._epoch
@@ -132,6 +141,9 @@ class _Snapshot:
 
     def queue(self, queue_id: str) -> QueueRec | None:
         return self._store._queues.get(queue_id)
+
+    def transcript(self, engagement_id: str) -> list[Fragment]:
+        return list(self._store._transcripts.get(engagement_id, {}).values())
 
 
 if TYPE_CHECKING:

@@ -27,8 +27,10 @@ from redis.exceptions import RedisError
 
 from protocol.codes import ErrorCode
 from protocol.frames import Event, Server
+from protocol.model import Fragment
 from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.tx import Changes
 from server.store.base import Committed, Decide, T
 
 MAX_ATTEMPTS = 64
@@ -39,6 +41,7 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "q": msgspec.msgpack.Decoder(QueueRec),
 }
 _events = msgspec.msgpack.Decoder(Server)
+_fragment = msgspec.msgpack.Decoder(Fragment)
 
 
 P = ParamSpec("P")
@@ -88,6 +91,12 @@ class Keys:
 
     def queue(self, queue_id: str) -> str:
         return f"{self.base}:q:{queue_id}"
+
+    def transcript(self, engagement_id: str) -> str:
+        return f"{self.base}:x:{engagement_id}"
+
+    def transcript_index(self, engagement_id: str) -> str:
+        return f"{self.base}:xi:{engagement_id}"
 
     def seq(self, agent_id: str) -> str:
         return f"{self.base}:seq:{agent_id}"
@@ -139,12 +148,12 @@ class RedisStore:
                 writes[self.keys.engagement(engagement_id)] = _encode(eng)
             for queue_id, queue in changes.queues.items():
                 writes[self.keys.queue(queue_id)] = _encode(queue)
-            if not writes and not changes.events and not changes.arm and not changes.disarm:
-                return Committed(result)
-            seqs = await self._apply(cache, snapshot.read, writes, changes.arm, changes.disarm, changes.events)
+            if not (writes or changes.events or changes.arm or changes.disarm or changes.fragments):
+                return Committed(result, notices=changes.notices)
+            seqs = await self._apply(cache, snapshot.read, writes, changes)
             if seqs is not None:
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
-                return Committed(result, events, bool(changes.arm))
+                return Committed(result, events, changes.notices, bool(changes.arm))
             stale = list(snapshot.read | set(writes))
             cache.clear()
             await self._load(cache, stale)
@@ -154,22 +163,23 @@ class RedisStore:
 
     async def _load(self, cache: dict[str, tuple[int, Any]], keys: list[str]) -> None:
         wanted = [k for k in dict.fromkeys(keys) if k not in cache]
+        kind_at = len(self.keys.base) + 1
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in wanted:
-                pipe.hmget(key, "v", "d")
+                if key[kind_at] == "x":
+                    pipe.lrange(key, 0, -1)
+                else:
+                    pipe.hmget(key, "v", "d")
             rows = await pipe.execute()
-        kind_at = len(self.keys.base) + 1
-        for key, (version, blob) in zip(wanted, rows, strict=True):
-            cache[key] = (int(version or 0), _DECODERS[key[kind_at]].decode(blob) if blob else None)
+        for key, row in zip(wanted, rows, strict=True):
+            if key[kind_at] == "x":  # a transcript: its engagement's version covers it
+                cache[key] = (0, [_fragment.decode(blob) for blob in row])
+            else:
+                version, blob = row
+                cache[key] = (int(version or 0), _DECODERS[key[kind_at]].decode(blob) if blob else None)
 
     async def _apply(
-        self,
-        cache: dict[str, tuple[int, Any]],
-        read: set[str],
-        writes: dict[str, bytes],
-        arm: dict[str, float],
-        disarm: set[str],
-        events: list[tuple[str, Event]],
+        self, cache: dict[str, tuple[int, Any]], read: set[str], writes: dict[str, bytes], changes: Changes
     ) -> list[int] | None:
         keys = [self.keys.timers, self.keys.inflight]
         index: dict[str, int] = {}
@@ -190,10 +200,15 @@ class RedisStore:
         plan = [
             checks,
             [[at(k), blob(data)] for k, data in writes.items()],
-            [[key, repr(due)] for key, due in arm.items()],
-            sorted(disarm),
-            [[at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))] for a, e in events],
+            [[key, repr(due)] for key, due in changes.arm.items()],
+            sorted(changes.disarm),
+            [[at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))] for a, e in changes.events],
             self.log_size,
+            [
+                [at(self.keys.transcript(eid)), at(self.keys.transcript_index(eid)), f.id, blob(_encode(f))]
+                for eid, fragments in changes.fragments.items()
+                for f in fragments
+            ],
         ]
         ok, detail = await self._commit(keys=keys, args=[_encode(plan), *blobs])
         return [int(s) for s in detail] if ok == 1 else None
@@ -225,6 +240,10 @@ class RedisStore:
         return await self._get(self.keys.queue(queue_id))
 
     # --- per-agent logs --------------------------------------------------------------------------
+
+    @_available
+    async def transcript(self, engagement_id: str) -> list[Fragment]:
+        return [_fragment.decode(blob) for blob in await self.redis.lrange(self.keys.transcript(engagement_id), 0, -1)]
 
     @_available
     async def epoch(self) -> str:
@@ -326,6 +345,12 @@ class _Snapshot:
     def queue(self, queue_id: str) -> QueueRec | None:
         members = [self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, [])]
         return self._take(self._store.keys.queue(queue_id), members)
+
+    def transcript(self, engagement_id: str) -> list[Fragment]:
+        key = self._store.keys.transcript(engagement_id)
+        if key not in self._cache:
+            raise Missing([key])
+        return list(self._cache[key][1])  # not in `read`: the engagement record's version guards it
 
 
 if TYPE_CHECKING:

@@ -20,6 +20,9 @@ from protocol.frames import (
     Ok,
     Open,
     Release,
+    Search,
+    SearchResult,
+    Send,
     ServerFrame,
     SetAgentStatus,
     SetStatus,
@@ -31,6 +34,7 @@ from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.lifecycle import agent_actor, supervisor_actor
 from server.node import Node
+from server.search import search as transcript_search
 
 
 async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
@@ -59,6 +63,12 @@ async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
             await node.run(lambda tx: lifecycle.transfer(tx, eid, actor, by=agent_id, queue=queue, agent=target))
         case Release(engagement=eid):
             await node.run(lambda tx: lifecycle.release(tx, agent_id, eid))
+        case Send(engagement=eid, text=text, subject=subject):
+            eng = await node.run(lambda tx: lifecycle.send(tx, agent_id, eid, text, subject))
+            node.webhooks.message_sent(node.dir.queues[eng.queue], eng.id, eng.messages[-1])
+            return Ok(engagement=eid, message=eng.messages[-1].id)
+        case Search(engagement=eid, query=query):
+            return await search(node, agent_id, eid, query)
         case _:
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
@@ -83,6 +93,18 @@ async def supervisor_action(node: Node, supervisor_id: str, frame: Client) -> Se
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
     return Ok(engagement=getattr(frame, "engagement", None))
+
+
+async def search(node: Node, agent_id: str, engagement_id: str, query: str) -> SearchResult:
+    """Search the transcript of an engagement the agent handles (or handled and is wrapping up)."""
+    eng = await node.store.engagement(engagement_id)
+    if eng is None:
+        raise Refused(ErrorCode.NOT_FOUND, f"No engagement {engagement_id!r}")
+    if eng.agent != agent_id:
+        raise Refused(ErrorCode.NOT_YOURS, f"Engagement {engagement_id!r} is not yours")
+    fragments = await node.store.transcript(engagement_id)
+    hits = transcript_search(fragments, query, node.folds)
+    return SearchResult(engagement=engagement_id, query=query, hits=hits)
 
 
 def _status_ok(status: AgentStatus, reason: str | None, deferred: bool) -> Ok:

@@ -16,22 +16,25 @@ from starlette.routing import Route
 from protocol.codes import ErrorCode
 from protocol.http import (
     AgentInfo,
+    CreatedEngagement,
     CreateEngagement,
     DispositionInfo,
     ErrorBody,
     MembershipInfo,
+    MessageIn,
     QueueInfo,
     QueueStats,
+    TranscriptBatch,
 )
-from protocol.model import AgentStatus, Consumer
-from server.auth import AuthError, check_api_key, verify
+from protocol.model import Consumer
+from server.auth import AuthError, check_api_key, issue, verify
 from server.core import lifecycle
 from server.core.errors import Refused
-from server.core.records import AgentRec, QueueRec
-from server.core.routing import available, has_room
+from server.core.records import AgentRec
 from server.core.tx import activity
 from server.core.views import engagement_view
 from server.node import Node
+from server.stats import Figures, all_figures
 
 B = TypeVar("B")
 
@@ -140,7 +143,29 @@ async def create_engagement(request: Request) -> Response:
     )
     node = _node(request)
     eng = await node.run(lambda tx: lifecycle.create(tx, spec))
-    return json_response(engagement_view(node.dir, eng), 201)
+    server = node.dir.server
+    consumer_token = issue(server.secret or "", eng.id, "consumer", server.consumer_token_ttl_s, node.clock())
+    view = engagement_view(node.dir, eng)
+    created = CreatedEngagement(**{f: getattr(view, f) for f in view.__struct_fields__}, consumer_token=consumer_token)
+    return json_response(created, 201)
+
+
+async def add_transcript(request: Request) -> Response:
+    require_key(request)
+    body = await read_body(request, TranscriptBatch)
+    node = _node(request)
+    eid = request.path_params["id"]
+    fragments = await node.run(lambda tx: lifecycle.add_fragments(tx, eid, body.fragments))
+    return json_response({"accepted": len(fragments), "fragments": [f.id for f in fragments]}, 202)
+
+
+async def add_message(request: Request) -> Response:
+    require_key(request)
+    body = await read_body(request, MessageIn)
+    node = _node(request)
+    eid = request.path_params["id"]
+    message = await node.run(lambda tx: lifecycle.consumer_message(tx, eid, body.text, body.subject, body.sender))
+    return json_response({"id": message.id}, 202)
 
 
 async def get_engagement(request: Request) -> Response:
@@ -161,17 +186,8 @@ async def end_engagement(request: Request) -> Response:
     return json_response(engagement_view(node.dir, eng))
 
 
-def _queue_info(node: Node, queue_id: str, qrec: QueueRec | None, agents: dict[str, AgentRec]) -> QueueInfo:
+def _queue_info(node: Node, queue_id: str, figures: Figures) -> QueueInfo:
     q = node.dir.queues[queue_id]
-    now = node.clock()
-    waiting = qrec.waiting if qrec else ()
-    counts = {s.value: 0 for s in AgentStatus}
-    free = 0
-    for member in node.dir.members[queue_id]:
-        rec = agents.get(member.agent) or AgentRec(id=member.agent)
-        counts[rec.status.value] += 1
-        if available(rec) and has_room(node.dir.agents[member.agent], rec, q.channel):
-            free += 1
     return QueueInfo(
         id=q.id,
         name=q.title,
@@ -186,24 +202,18 @@ def _queue_info(node: Node, queue_id: str, qrec: QueueRec | None, agents: dict[s
         overflow_queue=q.overflow.queue if q.overflow else None,
         overflow_after_s=q.overflow.after_s if q.overflow else None,
         stats=QueueStats(
-            waiting=len(waiting),
-            longest_wait_s=round(max((now - w.since for w in waiting), default=0.0), 3),
-            agents=counts,
-            available=free,
+            waiting=figures.waiting,
+            longest_wait_s=figures.longest_wait_s,
+            agents=figures.agents,
+            available=figures.available,
         ),
     )
 
 
-async def _agent_records(node: Node) -> dict[str, AgentRec]:
-    ids = list(node.dir.agents)
-    return {a.id: a for a in await node.store.agents(ids) if a is not None}
-
-
 async def list_queues(request: Request) -> Response:
     node = _node(request)
-    agents = await _agent_records(node)
-    infos = [_queue_info(node, qid, await node.store.queue(qid), agents) for qid in node.dir.queues]
-    return json_response(infos)
+    figures = await all_figures(node)
+    return json_response([_queue_info(node, qid, f) for qid, f in figures.items()])
 
 
 async def get_queue(request: Request) -> Response:
@@ -211,7 +221,7 @@ async def get_queue(request: Request) -> Response:
     qid = request.path_params["id"]
     if qid not in node.dir.queues:
         raise ApiError(ErrorCode.NOT_FOUND, f"No queue {qid!r}")
-    return json_response(_queue_info(node, qid, await node.store.queue(qid), await _agent_records(node)))
+    return json_response(_queue_info(node, qid, (await all_figures(node))[qid]))
 
 
 def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
@@ -235,8 +245,8 @@ def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
 
 async def list_agents(request: Request) -> Response:
     node = _node(request)
-    agents = await _agent_records(node)
-    return json_response([_agent_info(node, a, agents.get(a)) for a in node.dir.agents])
+    records = await node.store.agents(list(node.dir.agents))
+    return json_response([_agent_info(node, a, rec) for a, rec in zip(node.dir.agents, records, strict=True)])
 
 
 async def get_agent(request: Request) -> Response:
@@ -290,6 +300,8 @@ routes = [
     Route("/v1/engagements", create_engagement, methods=["POST"]),
     Route("/v1/engagements/{id}", get_engagement, methods=["GET"]),
     Route("/v1/engagements/{id}/end", end_engagement, methods=["POST"]),
+    Route("/v1/engagements/{id}/transcript", add_transcript, methods=["POST"]),
+    Route("/v1/engagements/{id}/messages", add_message, methods=["POST"]),
     Route("/v1/queues", list_queues, methods=["GET"]),
     Route("/v1/queues/{id}", get_queue, methods=["GET"]),
     Route("/v1/agents", list_agents, methods=["GET"]),

@@ -1,11 +1,14 @@
-"""One WebSocket: handshake, `hello`/`welcome`, resume, requests in, events out through a bounded queue.
+"""One WebSocket: handshake, `hello`/`welcome`, requests in, events out through a bounded queue.
 
-The session turns frames into core commands (`Node.run`) and core outcomes into frames. It owns no
-routing rule. Outbound traffic goes through one bounded queue drained by one writer task, so a slow
-client costs a bounded amount of memory and is disconnected (`SLOW_CONSUMER`) when the queue fills.
+`Session` holds what every socket shares; `AgentSession`, `SupervisorSession` and `ConsumerSession`
+say who may connect, what `welcome` shows, what each frame does and how events are numbered. A
+session turns frames into core commands (`Node.run`) and outcomes into frames; it owns no routing
+rule. Outbound traffic goes through one bounded queue drained by one writer task, so a slow client
+costs bounded memory and is disconnected (`SLOW_CONSUMER`) when the queue fills.
 
-Ordering: events carry the agent's `seq`; the writer sends them in `seq` order, drops any it already
-sent, and fills a gap from the store's log, so a client never sees a hole or a repeat.
+Ordering on agent sockets: events carry the agent's `seq`; the writer sends them in `seq` order, drops
+any it already sent and fills a gap from the store's log, so a client never sees a hole or a repeat.
+Other sockets number their events themselves, one `seq` per socket.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
+from msgspec.structs import replace
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol.codec import JSON, Codec, FrameError, choose
@@ -24,24 +27,35 @@ from protocol.frames import (
     AGENT_ACTIONS,
     SUPERVISOR_ACTIONS,
     Client,
+    EngagementEvent,
     Error,
     Event,
     Hello,
     Ok,
-    Ping,
     Pong,
+    QueueStats,
+    Send,
     ServerFrame,
+    Transcript,
+    Unwatch,
+    Watch,
     Welcome,
 )
 from server.auth import AuthError, Claims, Role, verify
-from server.bus.base import Delivery, Unsubscribe, agent_topic
+from server.bus.base import Delivery, Unsubscribe
 from server.core import lifecycle
 from server.core.errors import Refused
+from server.core.tx import agent_state
+from server.core.views import engagement_view
 from server.node import Node
+from server.stats import Figures, all_figures
+from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
 from server.transport.actions import agent_action, supervisor_action
 
 log = logging.getLogger("switchboard.session")
 CLOSE_TIMEOUT_S = 2.0
+STATS_INTERVAL_S = 0.5
+MAX_WATCHES = 50
 
 
 class _Close(Exception):
@@ -52,23 +66,48 @@ class _Close(Exception):
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, node: Node, role: Role) -> None:
+    role: Role = "agent"
+
+    def __init__(self, websocket: WebSocket, node: Node) -> None:
         self.ws = websocket
         self.node = node
         self.server = node.dir.server
-        self.role = role
         self.codec: Codec = JSON
         self.claims: Claims | None = None
         self.subject = ""
         self.outbox: asyncio.Queue[ServerFrame | Delivery] = asyncio.Queue(maxsize=self.server.outbound_queue)
         self.pending: list[Delivery] | None = []
         self.last_seq = 0
-        self.signed_in = False
-        self._unsubscribe: Unsubscribe | None = None
+        self._subscriptions: dict[str, Unsubscribe] = {}
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._failed = asyncio.Event()
         self._failure: _Close | None = None
+
+    # --- what each kind of socket decides --------------------------------------------------------
+
+    def _accepts(self, claims: Claims) -> bool:
+        """Whether the token's subject may use this socket (the role was checked already)."""
+        raise NotImplementedError
+
+    async def _welcome(self, hello: Hello) -> None:
+        """Subscribe, send `welcome` (and what follows it), and go live."""
+        raise NotImplementedError
+
+    async def _act(self, frame: Client) -> ServerFrame:
+        """Carry out a request frame; raise `Refused` to answer with an error."""
+        raise NotImplementedError
+
+    async def _on_close(self) -> None:
+        """Record that the socket is gone."""
+
+    def _codec(self, codec: Codec) -> Codec:
+        """The codec for this socket's frames, in the negotiated wire format."""
+        return codec
+
+    def _url_credential(self) -> str | None:
+        """A credential given with the handshake (browsers cannot send headers)."""
+        return self.ws.query_params.get("token")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -80,8 +119,8 @@ class Session:
         try:
             if codec is None:
                 raise _Close(CloseCode.PROTOCOL_VIOLATION, "unsupported subprotocol")
-            self.codec = codec
-            url_token = self.ws.query_params.get("token")
+            self.codec = self._codec(codec)
+            url_token = self._url_credential()
             if url_token:
                 self._authenticate(url_token)
             hello = await self._hello()
@@ -131,15 +170,14 @@ class Session:
                 self._writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._writer
-            if self._unsubscribe is not None:
-                await self._unsubscribe()
+            for unsubscribe in self._subscriptions.values():
+                await unsubscribe()
+            self._subscriptions.clear()
         finally:
-            if self.signed_in and self.role == "agent":
-                subject = self.subject
-                try:
-                    await self.node.run(lambda tx: lifecycle.disconnect(tx, subject, self.node.node_id))
-                except Exception:
-                    log.exception("could not record the disconnect of agent %s", subject)
+            try:
+                await self._on_close()
+            except Exception:
+                log.exception("could not record that %s %s left", self.role, self.subject)
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         """Send the close frame; a client that does not read cannot hold the session open past a timeout."""
@@ -150,6 +188,22 @@ class Session:
             with contextlib.suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await self.ws.close(code=int(code), reason=reason[:120])
+
+    async def subscribe(self, topic: str) -> None:
+        if topic not in self._subscriptions:
+            self._subscriptions[topic] = await self.node.broker.subscribe(topic, self._on_delivery)
+
+    async def unsubscribe(self, topic: str) -> None:
+        unsubscribe = self._subscriptions.pop(topic, None)
+        if unsubscribe is not None:
+            await unsubscribe()
+
+    def go_live(self) -> None:
+        """Queue what arrived during the handshake, then start writing."""
+        backlog, self.pending = self.pending or [], None
+        for delivery in backlog:
+            self._enqueue(delivery)
+        self._writer = asyncio.create_task(self._write())
 
     # --- handshake -------------------------------------------------------------------------------
 
@@ -162,8 +216,7 @@ class Session:
             raise _Close(CloseCode.UNAUTHORIZED, str(exc)) from None
         if claims.role != self.role:
             raise _Close(CloseCode.FORBIDDEN, f"a {claims.role} token cannot open the {self.role} socket")
-        known = self.node.dir.agents if self.role == "agent" else self.node.dir.supervisors
-        if claims.sub not in known:
+        if not self._accepts(claims):
             raise _Close(CloseCode.UNAUTHORIZED, f"unknown {self.role} {claims.sub!r}")
         if self.claims is not None and claims.sub != self.subject:
             raise _Close(CloseCode.FORBIDDEN, "a token for someone else cannot be used on this socket")
@@ -183,59 +236,11 @@ class Session:
         except FrameError as exc:
             await self._send(Error(re=exc.re, code=exc.code, message=exc.message))
             raise _Close(CloseCode.PROTOCOL_VIOLATION, "the first frame must be hello") from None
-        if not isinstance(frame, Hello):
+        if type(frame).__struct_config__.tag != "hello":
             message = f"The first frame must be hello, not {type(frame).__struct_config__.tag}"
             await self._send(Error(re=frame.id, code=ErrorCode.HELLO_REQUIRED, message=message))
             raise _Close(CloseCode.PROTOCOL_VIOLATION, "the first frame must be hello")
         return frame
-
-    async def _welcome(self, hello: Hello) -> None:
-        node, subject = self.node, self.subject
-        if self.role == "supervisor":
-            name = node.dir.supervisors[subject].name
-            await self._send(
-                Welcome(re=hello.id, agent=subject, name=name, role="supervisor", status=None, server_time=node.clock())
-            )
-            self.pending = None
-            self._writer = asyncio.create_task(self._write())
-            return
-        self._unsubscribe = await node.broker.subscribe(agent_topic(subject), self._on_delivery)
-        epoch = await node.store.epoch()
-        head = await node.store.latest_seq(subject)
-        replay: list[Event] | None = None
-        if hello.resume_from is not None and hello.epoch in (None, epoch):
-            replay = await node.store.replay(subject, hello.resume_from)
-        resumed = replay is not None
-        signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
-        self.signed_in = True
-        agent = signed.agent
-        await self._send(
-            Welcome(
-                re=hello.id,
-                agent=subject,
-                name=node.dir.agents[subject].title,
-                status=agent.status,
-                reason=agent.reason,
-                engagements=signed.engagements,
-                offers=signed.offers,
-                seq=head,
-                resumed=resumed,
-                epoch=epoch,
-                server_time=node.clock(),
-            )
-        )
-        self.last_seq = head
-        if replay:
-            self.last_seq = hello.resume_from or 0
-            for event in replay:
-                if event.seq <= head:
-                    await self._send(event)
-                    self.last_seq = event.seq
-            self.last_seq = max(self.last_seq, head)
-        backlog, self.pending = self.pending or [], None
-        for delivery in backlog:
-            self._enqueue(delivery)
-        self._writer = asyncio.create_task(self._write())
 
     # --- inbound ---------------------------------------------------------------------------------
 
@@ -268,18 +273,13 @@ class Session:
         claims = self.claims
         if claims is not None and claims.exp <= self.node.clock():
             raise _Close(CloseCode.UNAUTHORIZED, "token expired")
-        if isinstance(frame, Ping):
+        tag = type(frame).__struct_config__.tag
+        if tag == "ping":
             return Pong(re=frame.id, server_time=self.node.clock())
-        if isinstance(frame, Hello):
-            return self._refresh(frame)
-        allowed, other = (AGENT_ACTIONS, "supervisor") if self.role == "agent" else (SUPERVISOR_ACTIONS, "agent")
-        if not isinstance(frame, allowed):
-            tag = type(frame).__struct_config__.tag
-            return Error(re=frame.id, code=ErrorCode.FORBIDDEN, message=f"`{tag}` is a {other} frame")
-        act: Callable[[Node, str, Client], Awaitable[ServerFrame]]
-        act = agent_action if self.role == "agent" else supervisor_action
+        if tag == "hello":
+            return self._refresh(frame)  # type: ignore[arg-type]
         try:
-            reply = await act(self.node, self.subject, frame)
+            reply = await self._act(frame)
         except Refused as exc:
             return Error(re=frame.id, code=exc.code, message=exc.message)
         except Exception:
@@ -331,6 +331,8 @@ class Session:
                 item = await self.outbox.get()
                 if isinstance(item, Delivery):
                     await self._deliver(item)
+                elif isinstance(item, Event):
+                    await self._send(self._stamp(item))
                 else:
                     await self._send(item)
         except (RuntimeError, OSError, WebSocketDisconnect):
@@ -339,6 +341,85 @@ class Session:
             self.fail(close.code, close.reason)
         except Refused as exc:
             self.fail(CloseCode.TRY_AGAIN_LATER, exc.message)
+
+    def _stamp(self, event: Event) -> Event:
+        """Number an event of this socket's own (agent events come numbered by the store)."""
+        self.last_seq += 1
+        return replace(event, seq=self.last_seq)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        if delivery.frame is not None:
+            await self._send(self._stamp(delivery.frame))  # type: ignore[arg-type]
+
+    async def _send(self, frame: ServerFrame) -> None:
+        await self._send_payload(self.codec.encode(frame))
+
+    async def _send_payload(self, payload: bytes | str) -> None:
+        if isinstance(payload, bytes):
+            await self.ws.send_bytes(payload)
+        else:
+            await self.ws.send_text(payload)
+
+
+class AgentSession(Session):
+    """An agent's desktop: resumable, numbered by the agent's `seq`, counted while it is open."""
+
+    role: Role = "agent"
+
+    def __init__(self, websocket: WebSocket, node: Node) -> None:
+        super().__init__(websocket, node)
+        self.signed_in = False
+
+    def _accepts(self, claims: Claims) -> bool:
+        return claims.sub in self.node.dir.agents
+
+    async def _welcome(self, hello: Hello) -> None:
+        node, subject = self.node, self.subject
+        await self.subscribe(agent_topic(subject))
+        epoch = await node.store.epoch()
+        head = await node.store.latest_seq(subject)
+        replay: list[Event] | None = None
+        if hello.resume_from is not None and hello.epoch in (None, epoch):
+            replay = await node.store.replay(subject, hello.resume_from)
+        resumed = replay is not None
+        signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
+        self.signed_in = True
+        agent = signed.agent
+        await self._send(
+            Welcome(
+                re=hello.id,
+                agent=subject,
+                name=node.dir.agents[subject].title,
+                status=agent.status,
+                reason=agent.reason,
+                engagements=signed.engagements,
+                offers=signed.offers,
+                seq=head,
+                resumed=resumed,
+                epoch=epoch,
+                server_time=node.clock(),
+            )
+        )
+        self.last_seq = head
+        if replay:
+            self.last_seq = hello.resume_from or 0
+            for event in replay:
+                if event.seq <= head:
+                    await self._send(event)
+                    self.last_seq = event.seq
+            self.last_seq = max(self.last_seq, head)
+        self.go_live()
+
+    async def _act(self, frame: Client) -> ServerFrame:
+        if not isinstance(frame, AGENT_ACTIONS):
+            tag = type(frame).__struct_config__.tag
+            raise Refused(ErrorCode.FORBIDDEN, f"`{tag}` is a supervisor frame")
+        return await agent_action(self.node, self.subject, frame)
+
+    async def _on_close(self) -> None:
+        if self.signed_in:
+            subject, node = self.subject, self.node
+            await node.run(lambda tx: lifecycle.disconnect(tx, subject, node.node_id))
 
     async def _deliver(self, delivery: Delivery) -> None:
         if delivery.frame is None:  # the broker may have missed events: catch up from the log
@@ -355,8 +436,6 @@ class Session:
 
     async def _catch_up(self, before: int | None) -> None:
         """Send the logged events after `last_seq` (and before `before`, which is about to be sent)."""
-        if self.role != "agent":
-            return
         missing = await self.node.store.replay(self.subject, self.last_seq)
         if missing is None:
             raise _Close(CloseCode.GOING_AWAY, "events were lost; reconnect with resume_from")
@@ -365,21 +444,130 @@ class Session:
                 await self._send(event)
                 self.last_seq = event.seq
 
-    async def _send(self, frame: ServerFrame) -> None:
-        await self._send_payload(self.codec.encode(frame))
 
-    async def _send_payload(self, payload: bytes | str) -> None:
-        if isinstance(payload, bytes):
-            await self.ws.send_bytes(payload)
-        else:
-            await self.ws.send_text(payload)
+class SupervisorSession(Session):
+    """A supervisor's console: every agent's state live, queue figures a few times a second, and
+    the engagements they watch (state and transcript)."""
+
+    role: Role = "supervisor"
+
+    def __init__(self, websocket: WebSocket, node: Node) -> None:
+        super().__init__(websocket, node)
+        self._stats: asyncio.Task[None] | None = None
+
+    def _accepts(self, claims: Claims) -> bool:
+        return claims.sub in self.node.dir.supervisors
+
+    async def _welcome(self, hello: Hello) -> None:
+        node = self.node
+        await self.subscribe(SUPERVISORS)
+        name = node.dir.supervisors[self.subject].name
+        await self._send(
+            Welcome(
+                re=hello.id, agent=self.subject, name=name, role="supervisor", status=None, server_time=node.clock()
+            )
+        )
+        for agent in await node.store.agents(list(node.dir.agents)):
+            if agent is not None:
+                self._enqueue(agent_state(node.dir, agent))
+        self.go_live()
+        self._stats = asyncio.create_task(self._queue_stats())
+
+    async def _queue_stats(self) -> None:
+        """Send each queue's figures when they change, at most every STATS_INTERVAL_S."""
+        sent: dict[str, Figures] = {}
+        while True:
+            try:
+                for queue, figures in (await all_figures(self.node)).items():
+                    if sent.get(queue) != figures:
+                        sent[queue] = figures
+                        self._enqueue(
+                            QueueStats(
+                                queue=queue,
+                                waiting=figures.waiting,
+                                longest_wait_s=figures.longest_wait_s,
+                                agents=figures.agents,
+                                available=figures.available,
+                            )
+                        )
+            except Refused as exc:
+                log.warning("queue figures unavailable: %s", exc.message)
+            await asyncio.sleep(STATS_INTERVAL_S)
+
+    async def _act(self, frame: Client) -> ServerFrame:
+        match frame:
+            case Watch(engagement=eid):
+                return await self._watch(eid)
+            case Unwatch(engagement=eid):
+                await self.unsubscribe(watch_topic(eid))
+                return Ok(engagement=eid)
+        if not isinstance(frame, SUPERVISOR_ACTIONS):
+            tag = type(frame).__struct_config__.tag
+            raise Refused(ErrorCode.FORBIDDEN, f"`{tag}` is an agent frame")
+        return await supervisor_action(self.node, self.subject, frame)
+
+    async def _watch(self, engagement_id: str) -> ServerFrame:
+        """Follow one engagement live: its snapshot and transcript now, then every change and fragment."""
+        eng = await self.node.store.engagement(engagement_id)
+        if eng is None:
+            raise Refused(ErrorCode.NOT_FOUND, f"No engagement {engagement_id!r}")
+        if len(self._subscriptions) > MAX_WATCHES:
+            raise Refused(ErrorCode.TOO_LARGE, f"Watch at most {MAX_WATCHES} engagements at once")
+        await self.subscribe(watch_topic(engagement_id))
+        self._enqueue(EngagementEvent(engagement=engagement_view(self.node.dir, eng)))
+        fragments = await self.node.store.transcript(engagement_id)
+        self._enqueue(Transcript(engagement=engagement_id, fragments=fragments))
+        return Ok(engagement=engagement_id)
+
+    async def _on_close(self) -> None:
+        if self._stats is not None:
+            self._stats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stats
 
 
-SocketRole = Literal["agent", "supervisor"]
+class ConsumerSession(Session):
+    """The consumer's side of a chat or email: their thread live, and their own lines in."""
+
+    role: Role = "consumer"
+
+    def _accepts(self, claims: Claims) -> bool:
+        return claims.sub == self.ws.path_params.get("engagement")
+
+    async def _welcome(self, hello: Hello) -> None:
+        node = self.node
+        await self.subscribe(consumer_topic(self.subject))
+        eng = await node.store.engagement(self.subject)
+        if eng is None:
+            raise _Close(CloseCode.UNAUTHORIZED, "this conversation no longer exists")
+        await self._send(
+            Welcome(re=hello.id, agent=self.subject, role="consumer", status=None, server_time=node.clock())
+        )
+        self._enqueue(lifecycle.conversation(node.dir, eng))
+        self.go_live()
+
+    async def _act(self, frame: Client) -> ServerFrame:
+        if not isinstance(frame, Send):
+            tag = type(frame).__struct_config__.tag
+            raise Refused(ErrorCode.FORBIDDEN, f"`{tag}` is not a consumer frame")
+        if frame.engagement != self.subject:
+            raise Refused(ErrorCode.NOT_YOURS, "You can only write in your own conversation")
+        eid = self.subject
+        message = await self.node.run(lambda tx: lifecycle.consumer_message(tx, eid, frame.text, frame.subject, None))
+        return Ok(engagement=eid, message=message.id)
 
 
-def endpoint(role: SocketRole) -> Callable[[WebSocket], Awaitable[None]]:
+SESSIONS: dict[str, type[Session]] = {
+    "agent": AgentSession,
+    "supervisor": SupervisorSession,
+    "consumer": ConsumerSession,
+}
+
+
+def endpoint(role: str) -> Callable[[WebSocket], Awaitable[None]]:
+    kind = SESSIONS[role]
+
     async def handle(websocket: WebSocket) -> None:
-        await Session(websocket, websocket.app.state.node, role).serve()
+        await kind(websocket, websocket.app.state.node).serve()
 
     return handle

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 
 from clients.agent import AgentClient
-from tests.support import Running, token
+from server.auth import verify
+from tests.support import SECRET, Running, token
 
 
 async def test_ingest_needs_the_api_key(live: Running):
@@ -66,6 +67,8 @@ async def test_engagement_object_has_the_contract_fields(live: Running, api: htt
     assert body["priority"] == 3 and body["state"] == "queued" and body["channel"] == "voice"
     assert body["profile"]["name"] == "Jeanne Dupont" and body["profile"]["fields"] == {"tier": "gold", "lang": "fr"}
     fetched = (await api.get(f"/v1/engagements/{body['id']}")).json()
+    token = body.pop("consumer_token")  # only the create answer carries it, for the consumer's socket
+    assert verify(SECRET, token).sub == body["id"]
     assert fetched == body
 
 

@@ -3,17 +3,20 @@
 -- KEYS[1]  timers (zset: timer key -> due time)
 -- KEYS[2]  in-flight timers (zset: timer key -> lease expiry)
 -- KEYS[3..] the record, seq and log keys the plan refers to by index
--- ARGV[1]  the plan, MessagePack: {checks, writes, arm, disarm, events, log_size}
+-- ARGV[1]  the plan, MessagePack: {checks, writes, arm, disarm, events, log_size, fragments}
 --   checks  {{key index, version}, ...}   version 0 means "did not exist"
 --   writes  {{key index, blob index}, ...}  each write bumps the record's version
 --   arm     {{timer key, due}, ...}       due as a string, to keep every digit
 --   disarm  {timer key, ...}
 --   events  {{seq key index, log key index, blob index}, ...}  in commit order
+--   fragments {{list key index, index key index, fragment id, blob index}, ...}  transcript upserts:
+--            a new id is appended to the list, a known one replaced where it stands
 -- ARGV[2..] the blobs (encoded records and events), passed apart because cmsgpack has no binary type
 --
 -- Returns {1, {seq, ...}} (one seq per event, in order), or {0, key} naming a record that changed.
 local plan = cmsgpack.unpack(ARGV[1])
-local checks, writes, arm, disarm, events, log_size = plan[1], plan[2], plan[3], plan[4], plan[5], plan[6]
+local checks, writes, arm, disarm, events, log_size, fragments =
+  plan[1], plan[2], plan[3], plan[4], plan[5], plan[6], plan[7]
 
 for _, check in ipairs(checks) do
   local have = redis.call('HGET', KEYS[check[1]], 'v')
@@ -33,6 +36,17 @@ for _, timer in ipairs(disarm) do
 end
 for _, timer in ipairs(arm) do
   redis.call('ZADD', KEYS[1], timer[2], timer[1])
+end
+
+for _, fragment in ipairs(fragments) do
+  local list, index, id, blob = KEYS[fragment[1]], KEYS[fragment[2]], fragment[3], ARGV[fragment[4]]
+  local at = redis.call('HGET', index, id)
+  if at then
+    redis.call('LSET', list, at, blob)
+  else
+    local length = redis.call('RPUSH', list, blob)
+    redis.call('HSET', index, id, length - 1)
+  end
 end
 
 local seqs = {}
