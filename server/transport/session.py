@@ -34,6 +34,7 @@ from protocol.frames import (
     Ok,
     Pong,
     QueueStats,
+    Reply,
     Send,
     ServerFrame,
     Transcript,
@@ -45,6 +46,7 @@ from server.auth import AuthError, Claims, Role, verify
 from server.bus.base import Delivery, Unsubscribe
 from server.core import lifecycle
 from server.core.errors import Refused
+from server.core.records import AgentRec
 from server.core.tx import agent_state
 from server.core.views import engagement_view
 from server.node import Node
@@ -285,7 +287,7 @@ class Session:
         except Exception:
             log.exception("%s %s failed on %s", self.role, self.subject, type(frame).__name__)
             return Error(re=frame.id, code=ErrorCode.INTERNAL, message="internal error; it has been logged")
-        if isinstance(reply, Ok | Error):
+        if isinstance(reply, Reply):
             reply.re = frame.id
         return reply
 
@@ -467,9 +469,9 @@ class SupervisorSession(Session):
                 re=hello.id, agent=self.subject, name=name, role="supervisor", status=None, server_time=node.clock()
             )
         )
-        for agent in await node.store.agents(list(node.dir.agents)):
-            if agent is not None:
-                self._enqueue(agent_state(node.dir, agent))
+        ids = list(node.dir.agents)
+        for agent_id, agent in zip(ids, await node.store.agents(ids), strict=True):
+            self._enqueue(agent_state(node.dir, agent or AgentRec(id=agent_id)))
         self.go_live()
         self._stats = asyncio.create_task(self._queue_stats())
 

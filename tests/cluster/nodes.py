@@ -29,6 +29,7 @@ channel = "voice"
 ring_timeout_s = {ring_timeout_s}
 wrap_up_s = 30
 dispositions = [{{ code = "ok" }}]
+transcription = true
 
 [[queues]]
 id = "chat"
@@ -36,13 +37,17 @@ channel = "chat"
 acceptance = "auto"
 wrap_up_s = 30
 
+[[queues]]
+id = "mail"
+channel = "email"
+
 [[agents]]
 id = "ann"
-queues = ["calls", "chat"]
+queues = ["calls", "chat", "mail"]
 
 [[agents]]
 id = "ben"
-queues = ["calls", "chat"]
+queues = ["calls", "chat", "mail"]
 
 [[agents]]
 id = "cat"

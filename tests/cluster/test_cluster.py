@@ -9,10 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
-from clients.agent import AgentClient
+from clients.agent import AgentClient, SupervisorClient
 from protocol.frames import Event
 from tests.cluster.nodes import NodeProcess, cluster
+from tests.e2e.conftest import Raw
 from tests.redis_server import RedisServer
 from tests.support import API_KEY, SECRET, token
 
@@ -206,3 +208,51 @@ async def test_redis_restarted_with_its_data_the_nodes_resubscribe_and_sockets_c
                 assert seqs == sorted(set(seqs))
     finally:
         redis.stop()
+
+
+async def test_handling_across_nodes_transcript_chat_email_transfer_and_a_supervisor(
+    three: list[NodeProcess], api: httpx.AsyncClient
+):
+    a, b, c = three
+    async with (
+        AgentClient.connect(b.ws, token("ann")) as ann,
+        AgentClient.connect(c.ws, token("ben")) as ben,
+        SupervisorClient.connect(a.ws, token("sue", "supervisor")) as sue,
+    ):
+        await ann.set_status("ready")
+        call = (await api.post(f"{a.http}/v1/engagements", json={"queue": "calls"})).json()["id"]
+        hello = {"fragments": [{"speaker": "bot", "text": "Bonjour"}]}
+        await api.post(f"{c.http}/v1/engagements/{call}/transcript", json=hello)
+        await ann.accept((await ann.next_event("ring")).offer)
+        assert [f.text for f in (await ann.next_event("transcript")).fragments] == ["Bonjour"]
+        await sue.watch(call)
+        lost = {"fragments": [{"speaker": "consumer", "text": "Mon colis est perdu"}]}
+        await api.post(f"{a.http}/v1/engagements/{call}/transcript", json=lost)
+        assert (await ann.next_event("transcript")).fragments[0].text == "Mon colis est perdu"
+        watched = await sue.next_event("transcript", where=lambda t: t.fragments[0].text.startswith("Mon"))
+        assert watched.engagement == call
+        assert [h.text for h in (await ann.search(call, "colis PERDU")).hits] == ["Mon colis est perdu"]
+
+        await ben.set_status("ready")
+        await ann.transfer(call, agent="ben")  # ann on B, ben on C
+        ring = await ben.next_event("ring")
+        await ben.accept(ring.offer)
+        assert (await ben.next_event("transcript")).fragments[-1].text == "Mon colis est perdu"
+
+        chat = (await api.post(f"{b.http}/v1/engagements", json={"queue": "chat"})).json()
+        holder = ann if chat["agent"] == "ann" else ben
+        async with connect(f"{a.ws}/v1/consumer/{chat['id']}?token={chat['consumer_token']}") as ws:
+            consumer = Raw(ws)
+            await consumer.request({"type": "hello", "id": 1})
+            await consumer.request({"type": "send", "id": 2, "engagement": chat["id"], "text": "Allô ?"})
+            assert (await holder.next_event("message")).text == "Allô ?"
+            await holder.send(chat["id"], "Oui, je vous écoute.")
+            echo = await consumer.first(lambda f: f["type"] == "message" and f["direction"] == "out")
+            assert echo["text"] == "Oui, je vous écoute."
+
+        email = {"queue": "mail", "subject": "Colis", "body": "?"}
+        mail = (await api.post(f"{c.http}/v1/engagements", json=email)).json()
+        owner = ann if mail["agent"] == "ann" else ben
+        await owner.send(mail["id"], "Réponse")
+        record = (await api.get(f"{b.http}/v1/engagements/{mail['id']}")).json()
+        assert record["state"] == "open" and [m["direction"] for m in record["messages"]] == ["in", "out"]

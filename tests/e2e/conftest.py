@@ -52,6 +52,35 @@ def center_config(**server: Any) -> Config:
     )
 
 
+def handling_config(webhook_url: str | None = None, inactivity_close_s: float | None = None) -> Config:
+    """A center for the handling tests: a voice queue with transcription, chat, email, a second voice queue."""
+    chat: dict[str, Any] = {"id": "chat", "channel": "chat", "acceptance": "auto", "dispositions": [{"code": "sale"}]}
+    if webhook_url:
+        chat["webhook_url"] = webhook_url
+    mail: dict[str, Any] = {
+        "id": "mail",
+        "channel": "email",
+        "dispositions": [{"code": "answered"}],
+        "disposition_required": True,
+    }
+    if inactivity_close_s:
+        mail["inactivity_close_s"] = inactivity_close_s
+    return make_config(
+        [
+            voice_queue("calls", transcription=True, dispositions=[{"code": "resolved"}], ring_timeout_s=10),
+            chat,
+            mail,
+            voice_queue("billing", ring_timeout_s=10),
+        ],
+        [
+            agent("ann", "calls", "chat", "mail"),
+            agent("ben", "calls", "chat", "mail", "billing"),
+            agent("cat", "billing"),
+        ],
+        server={"grace_s": 2, "webhook_secret": "hook-secret"},
+    )
+
+
 AppFactory = Callable[[Config], Starlette]
 
 
