@@ -21,7 +21,7 @@ from server.config import Directory
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.tx import Changes, IdSource, Snapshot, Tx
-from server.search import FoldCache
+from server.search import Searcher
 from server.store.base import Store
 from server.topics import agent_topic
 from server.webhooks import Webhooks
@@ -60,7 +60,7 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.epoch = ""
         self.sessions: set[Closable] = set()
-        self.folds = FoldCache()
+        self.searcher = Searcher()
         self.webhooks = Webhooks(directory.server.webhook_secret)
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()

@@ -34,7 +34,6 @@ from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.lifecycle import agent_actor, supervisor_actor
 from server.node import Node
-from server.search import search as transcript_search
 
 
 async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
@@ -103,7 +102,7 @@ async def search(node: Node, agent_id: str, engagement_id: str, query: str) -> S
     if eng.agent != agent_id:
         raise Refused(ErrorCode.NOT_YOURS, f"Engagement {engagement_id!r} is not yours")
     fragments = await node.store.transcript(engagement_id)
-    hits = transcript_search(fragments, query, node.folds)
+    hits = node.searcher.search(engagement_id, fragments, query)
     return SearchResult(engagement=engagement_id, query=query, hits=hits)
 
 

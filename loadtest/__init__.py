@@ -1,0 +1,1 @@
+"""Load tests and benchmarks: `python -m loadtest SCENARIO [options] --json FILE`."""
