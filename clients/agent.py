@@ -206,7 +206,7 @@ class _Client:
             raise self._closed or ConnectionClosed(None, "not connected")
         future: asyncio.Future[ServerFrame] = asyncio.get_running_loop().create_future()
         self._pending[frame.id] = future
-        await self._ws.send(self.codec.encode(frame))  # type: ignore[arg-type]
+        await self._ws.send(self.codec.encode(frame))
         try:
             async with asyncio.timeout(timeout or self.request_timeout):
                 reply = await future

@@ -9,6 +9,7 @@ Replies carry `re` (the request's `id`) and no `seq`; events carry the agent's `
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from msgspec import Struct, field
@@ -33,96 +34,96 @@ class ClientFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=T
     id: RequestId = None
 
 
-class Hello(ClientFrame, tag="hello", kw_only=True):
+class Hello(ClientFrame, tag="hello", kw_only=True, frozen=True):
     token: str | None = None
     resume_from: int | None = None
     epoch: str | None = None
 
 
-class SetStatus(ClientFrame, tag="set_status", kw_only=True):
+class SetStatus(ClientFrame, tag="set_status", kw_only=True, frozen=True):
     status: Literal["ready", "not_ready"]
     reason: str | None = None
 
 
-class Accept(ClientFrame, tag="accept", kw_only=True):
+class Accept(ClientFrame, tag="accept", kw_only=True, frozen=True):
     offer: str
 
 
-class Decline(ClientFrame, tag="decline", kw_only=True):
+class Decline(ClientFrame, tag="decline", kw_only=True, frozen=True):
     offer: str
     reason: str | None = None
 
 
-class Note(ClientFrame, tag="note", kw_only=True):
+class Note(ClientFrame, tag="note", kw_only=True, frozen=True):
     engagement: str
     text: str
 
 
-class Disposition(ClientFrame, tag="disposition", kw_only=True):
+class Disposition(ClientFrame, tag="disposition", kw_only=True, frozen=True):
     engagement: str
     codes: list[str]
 
 
-class Search(ClientFrame, tag="search", kw_only=True):
+class Search(ClientFrame, tag="search", kw_only=True, frozen=True):
     engagement: str
     query: str
 
 
-class Send(ClientFrame, tag="send", kw_only=True):
+class Send(ClientFrame, tag="send", kw_only=True, frozen=True):
     engagement: str
     text: str
     subject: str | None = None
 
 
-class End(ClientFrame, tag="end", kw_only=True):
+class End(ClientFrame, tag="end", kw_only=True, frozen=True):
     engagement: str
 
 
-class WrapUpDone(ClientFrame, tag="wrap_up_done", kw_only=True):
+class WrapUpDone(ClientFrame, tag="wrap_up_done", kw_only=True, frozen=True):
     engagement: str
 
 
-class Open(ClientFrame, tag="open", kw_only=True):
+class Open(ClientFrame, tag="open", kw_only=True, frozen=True):
     engagement: str
 
 
-class Transfer(ClientFrame, tag="transfer", kw_only=True):
+class Transfer(ClientFrame, tag="transfer", kw_only=True, frozen=True):
     engagement: str
     queue: str | None = None
     agent: str | None = None
 
 
-class Release(ClientFrame, tag="release", kw_only=True):
+class Release(ClientFrame, tag="release", kw_only=True, frozen=True):
     engagement: str
 
 
-class Ping(ClientFrame, tag="ping", kw_only=True):
+class Ping(ClientFrame, tag="ping", kw_only=True, frozen=True):
     pass
 
 
-class Watch(ClientFrame, tag="watch", kw_only=True):
+class Watch(ClientFrame, tag="watch", kw_only=True, frozen=True):
     engagement: str
 
 
-class Unwatch(ClientFrame, tag="unwatch", kw_only=True):
+class Unwatch(ClientFrame, tag="unwatch", kw_only=True, frozen=True):
     engagement: str
 
 
-class SetAgentStatus(ClientFrame, tag="set_agent_status", kw_only=True):
+class SetAgentStatus(ClientFrame, tag="set_agent_status", kw_only=True, frozen=True):
     agent: str
     status: Literal["ready", "not_ready"]
     reason: str | None = None
 
 
-class ForceWrapUpDone(ClientFrame, tag="force_wrap_up_done", kw_only=True):
+class ForceWrapUpDone(ClientFrame, tag="force_wrap_up_done", kw_only=True, frozen=True):
     engagement: str
 
 
-class ForceEnd(ClientFrame, tag="force_end", kw_only=True):
+class ForceEnd(ClientFrame, tag="force_end", kw_only=True, frozen=True):
     engagement: str
 
 
-class ForceTransfer(ClientFrame, tag="force_transfer", kw_only=True):
+class ForceTransfer(ClientFrame, tag="force_transfer", kw_only=True, frozen=True):
     engagement: str
     queue: str | None = None
     agent: str | None = None
@@ -156,8 +157,8 @@ Client = (
     | ForceTransfer
 )
 
-AGENT_ACTIONS: tuple[type[ClientFrame], ...] = AgentAction.__args__  # type: ignore[attr-defined]
-SUPERVISOR_ACTIONS: tuple[type[ClientFrame], ...] = SupervisorAction.__args__  # type: ignore[attr-defined]
+AGENT_ACTIONS: tuple[type[ClientFrame], ...] = typing.get_args(AgentAction)
+SUPERVISOR_ACTIONS: tuple[type[ClientFrame], ...] = typing.get_args(SupervisorAction)
 
 
 class ServerFrame(Struct, tag_field="type", kw_only=True):
@@ -329,16 +330,16 @@ class IngestFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=T
     id: RequestId = None
 
 
-class IngestHello(IngestFrame, tag="hello", kw_only=True):
+class IngestHello(IngestFrame, tag="hello", kw_only=True, frozen=True):
     token: str | None = None
 
 
-class IngestTranscript(IngestFrame, tag="transcript", kw_only=True):
+class IngestTranscript(IngestFrame, tag="transcript", kw_only=True, frozen=True):
     engagement: str
     fragments: list[FragmentIn]
 
 
-class IngestPing(IngestFrame, tag="ping", kw_only=True):
+class IngestPing(IngestFrame, tag="ping", kw_only=True, frozen=True):
     pass
 
 

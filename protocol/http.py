@@ -16,14 +16,14 @@ class Strict(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Base of request bodies."""
 
 
-class ConsumerIn(Strict, kw_only=True):
+class ConsumerIn(Strict, kw_only=True, frozen=True):
     id: str | None = None
     name: str | None = None
     phone: str | None = None
     email: str | None = None
 
 
-class CreateEngagement(Strict, kw_only=True):
+class CreateEngagement(Strict, kw_only=True, frozen=True):
     queue: str
     consumer: ConsumerIn | None = None
     variables: dict[str, Scalar] = field(default_factory=dict)
@@ -33,11 +33,11 @@ class CreateEngagement(Strict, kw_only=True):
     body: str | None = None
 
 
-class TranscriptBatch(Strict, kw_only=True):
+class TranscriptBatch(Strict, kw_only=True, frozen=True):
     fragments: list[FragmentIn]
 
 
-class MessageIn(Strict, kw_only=True):
+class MessageIn(Strict, kw_only=True, frozen=True):
     """A consumer's chat line or email. `sender` defaults to the consumer's name or email."""
 
     text: str

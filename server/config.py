@@ -29,17 +29,17 @@ class Cfg(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Base of config tables: strict and immutable."""
 
 
-class DispositionCfg(Cfg, kw_only=True):
+class DispositionCfg(Cfg, kw_only=True, frozen=True):
     code: str
     label: str = ""
 
 
-class OverflowCfg(Cfg, kw_only=True):
+class OverflowCfg(Cfg, kw_only=True, frozen=True):
     after_s: float
     queue: str
 
 
-class QueueCfg(Cfg, kw_only=True):
+class QueueCfg(Cfg, kw_only=True, frozen=True):
     id: str
     name: str = ""
     channel: Channel
@@ -63,7 +63,7 @@ class QueueCfg(Cfg, kw_only=True):
         return frozenset(d.code for d in self.dispositions)
 
 
-class MembershipCfg(Cfg, kw_only=True):
+class MembershipCfg(Cfg, kw_only=True, frozen=True):
     id: str
     priority: int = 1
 
@@ -77,7 +77,7 @@ DEFAULT_BLOCKS: dict[Channel, list[Channel]] = {
 }
 
 
-class AgentCfg(Cfg, kw_only=True):
+class AgentCfg(Cfg, kw_only=True, frozen=True):
     """An agent. `blocks[X]` lists the channels not offered while the agent holds or rings an X engagement."""
 
     id: str
@@ -94,12 +94,12 @@ class AgentCfg(Cfg, kw_only=True):
         return [MembershipCfg(id=m) if isinstance(m, str) else m for m in self.queues]
 
 
-class SupervisorCfg(Cfg, kw_only=True):
+class SupervisorCfg(Cfg, kw_only=True, frozen=True):
     id: str
     name: str = ""
 
 
-class ContactCfg(Cfg, kw_only=True):
+class ContactCfg(Cfg, kw_only=True, frozen=True):
     id: str
     name: str | None = None
     phone: str | None = None
@@ -107,7 +107,7 @@ class ContactCfg(Cfg, kw_only=True):
     fields: dict[str, Scalar] = field(default_factory=dict)
 
 
-class ServerCfg(Cfg, kw_only=True):
+class ServerCfg(Cfg, kw_only=True, frozen=True):
     secret: str | None = None
     api_keys: list[str] = field(default_factory=list)
     token_ttl_s: float = 12 * 3600.0
@@ -125,7 +125,7 @@ class ServerCfg(Cfg, kw_only=True):
     node_timeout_s: float = 5.0
 
 
-class Config(Cfg, kw_only=True):
+class Config(Cfg, kw_only=True, frozen=True):
     server: ServerCfg = field(default_factory=ServerCfg)
     queues: list[QueueCfg] = field(default_factory=list)
     agents: list[AgentCfg] = field(default_factory=list)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from protocol.codes import CloseCode
 from server.bus.base import Broker, Delivery
@@ -109,8 +110,8 @@ class Node:
         with contextlib.suppress(Refused):
             await self.store.forget_node(self.node_id)
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
@@ -123,7 +124,7 @@ class Node:
             for key in keys:
                 fired += 1
                 try:
-                    await self.run(lambda tx, key=key: lifecycle.fire(tx, key))
+                    await self.run(functools.partial(lifecycle.fire, key=key))
                 except Refused as exc:
                     log.error("timer %s refused: %s", key, exc.message)
             await self.store.done(keys)
@@ -162,7 +163,7 @@ class Node:
         ids = list(self.dir.agents)
         for agent in await self.store.agents(ids):
             if agent is not None and dead in agent.sessions:
-                await self.run(lambda tx, a=agent.id: lifecycle.node_lost(tx, a, dead))
+                await self.run(functools.partial(lifecycle.node_lost, agent_id=agent.id, node=dead))
         await self.store.forget_node(dead)
         log.warning("node %s stopped beating; its sockets were written off", dead)
 

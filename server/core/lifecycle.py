@@ -912,6 +912,7 @@ def _overflow(tx: Tx, engagement_id: str) -> None:
     eng = tx.engagement(engagement_id)
     if eng is None or eng.state is not S.QUEUED or eng.waiting_since is None or eng.queued_at is None:
         return
+    since = eng.waiting_since
     overflow = tx.dir.queues[eng.queue].overflow
     if overflow is None:
         return
@@ -931,7 +932,7 @@ def _overflow(tx: Tx, engagement_id: str) -> None:
         queue=overflow.queue,
         reason=f"waited {overflow.after_s:g}s in {source}",
     )
-    tx.put_engagement(_enqueue(tx, eng, eng.waiting_since, arrived=True))
+    tx.put_engagement(_enqueue(tx, eng, since, arrived=True))
     route(tx, [overflow.queue])
 
 

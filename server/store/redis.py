@@ -16,9 +16,9 @@ import asyncio
 import functools
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import msgspec
 from msgspec.structs import replace
@@ -48,7 +48,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _available(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _available(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Turn a Redis outage into `Refused(UNAVAILABLE)`, which callers already answer properly."""
 
     @functools.wraps(method)
@@ -243,7 +243,8 @@ class RedisStore:
 
     @_available
     async def transcript(self, engagement_id: str) -> list[Fragment]:
-        return [_fragment.decode(blob) for blob in await self.redis.lrange(self.keys.transcript(engagement_id), 0, -1)]
+        blobs = cast(list[bytes], await self.redis.lrange(self.keys.transcript(engagement_id), 0, -1))
+        return [_fragment.decode(blob) for blob in blobs]
 
     @_available
     async def epoch(self) -> str:
@@ -262,14 +263,17 @@ class RedisStore:
         latest = await self.latest_seq(agent_id)
         if after >= latest:
             return [] if after == latest else None
-        entries = await self.redis.xrange(self.keys.log(agent_id), min=f"{after + 1}-0", max="+")
-        events = []
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.keys.log(agent_id), min=f"{after + 1}-0", max="+"),
+        )
+        events: list[Event] = []
         for entry_id, fields in entries:
             seq = int(entry_id.split(b"-")[0])
-            events.append(replace(_events.decode(fields[b"e"]), seq=seq))
+            events.append(replace(cast(Event, _events.decode(fields[b"e"])), seq=seq))
         if not events or events[0].seq != after + 1:
             return None
-        return events  # type: ignore[return-value]
+        return events
 
     # --- timers ----------------------------------------------------------------------------------
 
@@ -298,7 +302,7 @@ class RedisStore:
 
     @_available
     async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
-        dead = await self.redis.zrangebyscore(self.keys.nodes, "-inf", now - timeout_s)
+        dead = cast(list[bytes], await self.redis.zrangebyscore(self.keys.nodes, "-inf", now - timeout_s))
         return [d.decode() for d in dead]
 
     @_available

@@ -6,10 +6,12 @@ ownership); supervisor frames act on anyone and are recorded in history as the s
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from protocol.codes import ErrorCode
 from protocol.frames import (
     Accept,
-    Client,
+    AgentAction,
     Decline,
     Disposition,
     End,
@@ -36,7 +38,7 @@ from server.core.lifecycle import agent_actor, supervisor_actor
 from server.node import Node
 
 
-async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
+async def agent_action(node: Node, agent_id: str, frame: AgentAction) -> ServerFrame:
     actor = agent_actor(agent_id)
     match frame:
         case SetStatus(status=status, reason=reason):
@@ -69,12 +71,13 @@ async def agent_action(node: Node, agent_id: str, frame: Client) -> ServerFrame:
         case Search(engagement=eid, query=query):
             return await search(node, agent_id, eid, query)
         case _:
-            tag = type(frame).__struct_config__.tag
-            raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
+            assert_never(frame)
     return Ok(engagement=getattr(frame, "engagement", None))
 
 
-async def supervisor_action(node: Node, supervisor_id: str, frame: Client) -> ServerFrame:
+async def supervisor_action(
+    node: Node, supervisor_id: str, frame: SetAgentStatus | ForceWrapUpDone | ForceEnd | ForceTransfer
+) -> ServerFrame:
     actor = supervisor_actor(supervisor_id)
     match frame:
         case SetAgentStatus(agent=agent_id, status=status, reason=reason):
@@ -89,8 +92,7 @@ async def supervisor_action(node: Node, supervisor_id: str, frame: Client) -> Se
         case ForceTransfer(engagement=eid, queue=queue, agent=target):
             await node.run(lambda tx: lifecycle.transfer(tx, eid, actor, by=None, queue=queue, agent=target))
         case _:
-            tag = type(frame).__struct_config__.tag
-            raise Refused(ErrorCode.NOT_ENABLED, f"`{tag}` is not available on this server yet")
+            assert_never(frame)
     return Ok(engagement=getattr(frame, "engagement", None))
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from msgspec.structs import replace
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -242,7 +243,7 @@ class Session:
             message = f"The first frame must be hello, not {type(frame).__struct_config__.tag}"
             await self._send(Error(re=frame.id, code=ErrorCode.HELLO_REQUIRED, message=message))
             raise _Close(CloseCode.PROTOCOL_VIOLATION, "the first frame must be hello")
-        return frame
+        return cast(Hello, frame)  # or the ingest socket's hello, which has the same fields
 
     # --- inbound ---------------------------------------------------------------------------------
 
@@ -416,7 +417,7 @@ class AgentSession(Session):
         if not isinstance(frame, AGENT_ACTIONS):
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.FORBIDDEN, f"`{tag}` is a supervisor frame")
-        return await agent_action(self.node, self.subject, frame)
+        return await agent_action(self.node, self.subject, frame)  # type: ignore[arg-type]
 
     async def _on_close(self) -> None:
         if self.signed_in:
@@ -506,7 +507,7 @@ class SupervisorSession(Session):
         if not isinstance(frame, SUPERVISOR_ACTIONS):
             tag = type(frame).__struct_config__.tag
             raise Refused(ErrorCode.FORBIDDEN, f"`{tag}` is an agent frame")
-        return await supervisor_action(self.node, self.subject, frame)
+        return await supervisor_action(self.node, self.subject, frame)  # type: ignore[arg-type]
 
     async def _watch(self, engagement_id: str) -> ServerFrame:
         """Follow one engagement live: its snapshot and transcript now, then every change and fragment."""
