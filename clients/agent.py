@@ -8,6 +8,8 @@
 Every request gets a future resolved by the reply with the same `re`; an `error` reply raises
 `RequestFailed` with its code, and no reply within the timeout raises `RequestTimeout`. Events keep
 their order and update `last_seq`, which `resume()` uses to pick up exactly where the socket dropped.
+With `auto_reconnect=True` the client does that by itself after a drop, with jittered exponential
+backoff, and the event stream just goes on (`state` says `connected` or `reconnecting`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
+from websockets.exceptions import InvalidHandshake
 
 from protocol.codec import CODECS, JSON, Codec
 from protocol.frames import (
@@ -82,6 +86,10 @@ class ConnectionClosed(ClientError):
         self.reason = reason
 
 
+FATAL_CLOSES = frozenset({1009, 4400, 4401, 4403})
+"""Close codes after which reconnecting as is cannot help (see protocol.codes.CLOSE_HELP)."""
+
+
 def _tag(frame: ServerFrame | ClientFrame) -> str:
     return str(type(frame).__struct_config__.tag)
 
@@ -97,6 +105,9 @@ class _Client:
         subprotocol: str = JSON.subprotocol,
         request_timeout: float = 10.0,
         token_in_url: bool = False,
+        auto_reconnect: bool = False,
+        max_backoff_s: float = 10.0,
+        on_state: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         if not self.url.endswith(self.path):
@@ -114,6 +125,12 @@ class _Client:
         self._pending: dict[Any, asyncio.Future[ServerFrame]] = {}
         self._events: asyncio.Queue[ServerFrame | ConnectionClosed] = asyncio.Queue()
         self._closed: ConnectionClosed | None = None
+        self.auto_reconnect = auto_reconnect
+        self.max_backoff_s = max_backoff_s
+        self.on_state = on_state
+        self.state = "closed"
+        self._closing = False
+        self._reconnector: asyncio.Task[None] | None = None
 
     # --- connection ------------------------------------------------------------------------------
 
@@ -145,21 +162,58 @@ class _Client:
         self.epoch = welcome.epoch or None
         if not welcome.resumed:
             self.last_seq = welcome.seq
+        self._closing = False
+        self._set_state("connected")
         return welcome
 
     async def resume(self) -> Welcome:
         """Reconnect after a drop; missed events follow `welcome` (or a fresh snapshot if too old)."""
-        await self.close()
+        await self._disconnect()
         self._events = asyncio.Queue()
         return await self.open(resume=True)
 
     async def close(self) -> None:
+        """Close for good: no reconnecting after this."""
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnector
+        await self._disconnect()
+        self._set_state("closed")
+
+    async def _disconnect(self) -> None:
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         self._reader = None
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    async def _reconnect(self) -> None:
+        """Reconnect with jittered exponential backoff and resume from `last_seq`, until it works or
+        the server says not to (bad token, wrong endpoint, protocol error)."""
+        self._set_state("reconnecting")
+        delay = 0.1
+        while not self._closing:
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            try:
+                await self.open(resume=True)
+                return
+            except ConnectionClosed as exc:
+                if exc.code in FATAL_CLOSES:
+                    self._events.put_nowait(exc)
+                    self._set_state("closed")
+                    return
+            except (OSError, InvalidHandshake, TimeoutError, RequestTimeout):
+                pass  # the server is not back yet
+            delay = min(delay * 2, self.max_backoff_s)
 
     async def drop(self) -> None:
         """Cut the connection abruptly (no close handshake), as a network failure would."""
@@ -197,7 +251,13 @@ class _Client:
                 if not future.done():
                     future.set_exception(closed)
             self._pending.clear()
-            self._events.put_nowait(closed)
+            reconnecting = self._reconnector is not None and not self._reconnector.done()
+            if self.auto_reconnect and not self._closing and closed.code not in FATAL_CLOSES:
+                if not reconnecting:  # a failed attempt of a running reconnect loop is retried by the loop
+                    self._reconnector = asyncio.create_task(self._reconnect())
+            else:
+                self._events.put_nowait(closed)
+                self._set_state("closed")
 
     # --- requests --------------------------------------------------------------------------------
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
-from protocol import VERSION
 from server.bus.base import Broker
 from server.bus.memory import MemoryBroker
 from server.config import Config, Directory
@@ -34,17 +35,16 @@ from server.transport.session import endpoint
 log = logging.getLogger("switchboard")
 
 
-async def index(request: Request) -> Response:
-    node: Node = request.app.state.node
-    return http.json_response(
-        {
-            "service": "switchboard",
-            "protocol": VERSION,
-            "agent_socket": "/v1/agent",
-            "supervisor_socket": "/v1/supervisor",
-            "queues": list(node.dir.queues),
-        }
-    )
+STATIC = Path(__file__).parent / "static"
+
+
+def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+    """Serve one of the desktops' HTML pages (their scripts and styles are under /static)."""
+
+    async def serve(request: Request) -> Response:
+        return FileResponse(STATIC / name, media_type="text/html", headers={"cache-control": "no-cache"})
+
+    return serve
 
 
 def create_app(
@@ -95,7 +95,9 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/", index, methods=["GET"]),
+            Route("/", page("desktop.html"), methods=["GET"]),
+            Route("/supervisor", page("supervisor.html"), methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *http.routes,
             WebSocketRoute("/v1/agent", endpoint("agent")),
             WebSocketRoute("/v1/supervisor", endpoint("supervisor")),

@@ -121,6 +121,7 @@ class ServerCfg(Cfg, kw_only=True, frozen=True):
     event_log_size: int = 1000
     outbound_queue: int = 1000
     webhook_secret: str | None = None
+    demo_signin: bool = False
     heartbeat_s: float = 1.0
     node_timeout_s: float = 5.0
 

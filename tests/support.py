@@ -173,12 +173,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette, max_frame_bytes: int = 1 << 20) -> AsyncIterator[Running]:
-    """Run the app under uvicorn on a free loopback port for the duration of the block."""
+async def serving(app: Starlette, max_frame_bytes: int = 1 << 20, port: int = 0) -> AsyncIterator[Running]:
+    """Run the app under uvicorn on loopback (a free port unless given) for the duration of the block."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         ws="websockets-sansio",
         ws_max_size=max_frame_bytes,
         lifespan="on",

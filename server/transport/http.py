@@ -27,7 +27,7 @@ from protocol.http import (
     TranscriptBatch,
 )
 from protocol.model import Consumer
-from server.auth import AuthError, check_api_key, issue, verify
+from server.auth import AuthError, Role, check_api_key, issue, verify
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.records import AgentRec
@@ -257,6 +257,28 @@ async def get_agent(request: Request) -> Response:
     return json_response(_agent_info(node, aid, await node.store.agent(aid)))
 
 
+async def demo_people(request: Request) -> Response:
+    """The demo's sign-in picker: every agent and supervisor with a fresh token. Off unless
+    `server.demo_signin` is set (the built-in demo sets it); never turn it on in production."""
+    node = _node(request)
+    server = node.dir.server
+    if not server.demo_signin:
+        raise ApiError(ErrorCode.NOT_FOUND, "Not found", 404)
+    now = node.clock()
+
+    def person(id: str, name: str, role: Role) -> dict[str, str]:
+        return {
+            "id": id,
+            "name": name,
+            "role": role,
+            "token": issue(server.secret or "", id, role, server.token_ttl_s, now),
+        }
+
+    agents = [person(a.id, a.title, "agent") for a in node.dir.agents.values()]
+    supervisors = [person(s.id, s.name or s.id, "supervisor") for s in node.dir.supervisors.values()]
+    return json_response({"agents": agents, "supervisors": supervisors})
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
@@ -306,6 +328,7 @@ routes = [
     Route("/v1/queues/{id}", get_queue, methods=["GET"]),
     Route("/v1/agents", list_agents, methods=["GET"]),
     Route("/v1/agents/{id}", get_agent, methods=["GET"]),
+    Route("/v1/demo/people", demo_people, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]
