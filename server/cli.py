@@ -81,6 +81,18 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from clients.terminal import run
+
+    return run(args.url, args.token)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from server.demo import run
+
+    return run(args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from protocol.schema import json_schema
 
@@ -107,6 +119,18 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=float, help="lifetime in seconds (default: server.token_ttl_s)")
     token.add_argument("--config", help="TOML configuration file (default: the built-in demo)")
     token.set_defaults(func=cmd_token)
+
+    agent = sub.add_parser("agent", help="the terminal agent desktop")
+    agent.add_argument("--url", default="ws://127.0.0.1:8000", help="the server (ws:// or wss://)")
+    agent.add_argument("--token", required=True, help="the agent's token (switchboard token AGENT_ID)")
+    agent.set_defaults(func=cmd_agent)
+
+    demo = sub.add_parser("demo", help="serve the demo with simulated consumers and colleagues")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--rate", type=float, default=0.2, help="new consumers per second, all queues together")
+    demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    demo.set_defaults(func=cmd_demo)
 
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)
