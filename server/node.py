@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
-from protocol.codes import CloseCode
+from protocol.codes import CloseCode, ErrorCode
 from server.bus.base import Broker, Delivery
 from server.config import Directory
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.tx import Changes, IdSource, Snapshot, Tx
+from server.metrics import Metrics
 from server.search import Searcher
 from server.store.base import Store
 from server.topics import agent_topic
@@ -37,6 +38,9 @@ def random_ids(prefix: str) -> str:
 
 class Closable(Protocol):
     """A socket session the node can close (on a store reset, or when draining)."""
+
+    @property
+    def role(self) -> str: ...
 
     def fail(self, code: CloseCode, reason: str) -> None: ...
 
@@ -62,6 +66,7 @@ class Node:
         self.epoch = ""
         self.sessions: set[Closable] = set()
         self.searcher = Searcher()
+        self.metrics = Metrics()
         self.webhooks = Webhooks(directory.server.webhook_secret)
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()
@@ -80,7 +85,13 @@ class Node:
             result = command(tx)
             return result, tx.changes()
 
-        committed = await self.store.transact(decide)
+        try:
+            committed = await self.store.transact(decide)
+        except Refused as exc:
+            if exc.code is ErrorCode.UNAVAILABLE:
+                self.metrics.store_errors.inc()
+            raise
+        self.metrics.committed(committed.events, committed.notices)
         deliveries = [Delivery(agent_topic(a), e) for a, e in committed.events]
         deliveries += [Delivery(topic, e) for topic, e in committed.notices]
         if deliveries:

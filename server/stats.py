@@ -8,7 +8,7 @@ from protocol.model import AgentStatus
 from server.config import Directory
 from server.core.records import AgentRec, QueueRec
 from server.core.routing import available, has_room
-from server.node import Node
+from server.store.base import Store
 
 
 class Figures(Struct, frozen=True):
@@ -35,8 +35,7 @@ def figures(
     return Figures(waiting=len(waiting), longest_wait_s=longest, agents=counts, available=free)
 
 
-async def all_figures(node: Node) -> dict[str, Figures]:
+async def all_figures(directory: Directory, store: Store, now: float) -> dict[str, Figures]:
     """Every queue's figures, from one read of every agent and queue record."""
-    agents = {a.id: a for a in await node.store.agents(list(node.dir.agents)) if a is not None}
-    now = node.clock()
-    return {q: figures(node.dir, q, await node.store.queue(q), agents, now) for q in node.dir.queues}
+    agents = {a.id: a for a in await store.agents(list(directory.agents)) if a is not None}
+    return {q: figures(directory, q, await store.queue(q), agents, now) for q in directory.queues}

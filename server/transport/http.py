@@ -212,7 +212,7 @@ def _queue_info(node: Node, queue_id: str, figures: Figures) -> QueueInfo:
 
 async def list_queues(request: Request) -> Response:
     node = _node(request)
-    figures = await all_figures(node)
+    figures = await all_figures(node.dir, node.store, node.clock())
     return json_response([_queue_info(node, qid, f) for qid, f in figures.items()])
 
 
@@ -221,7 +221,7 @@ async def get_queue(request: Request) -> Response:
     qid = request.path_params["id"]
     if qid not in node.dir.queues:
         raise ApiError(ErrorCode.NOT_FOUND, f"No queue {qid!r}")
-    return json_response(_queue_info(node, qid, (await all_figures(node))[qid]))
+    return json_response(_queue_info(node, qid, (await all_figures(node.dir, node.store, node.clock()))[qid]))
 
 
 def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
@@ -279,6 +279,17 @@ async def demo_people(request: Request) -> Response:
     return json_response({"agents": agents, "supervisors": supervisors})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this node's counters, its sockets, and every queue's waiting figures."""
+    node = _node(request)
+    try:
+        figures = await all_figures(node.dir, node.store, node.clock())
+    except Refused:
+        figures = {}
+    body = node.metrics.render((s.role for s in node.sessions), figures)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
@@ -329,6 +340,7 @@ routes = [
     Route("/v1/agents", list_agents, methods=["GET"]),
     Route("/v1/agents/{id}", get_agent, methods=["GET"]),
     Route("/v1/demo/people", demo_people, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

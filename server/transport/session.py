@@ -284,10 +284,13 @@ class Session:
         try:
             reply = await self._act(frame)
         except Refused as exc:
+            self.node.metrics.requests.labels(tag, exc.code).inc()
             return Error(re=frame.id, code=exc.code, message=exc.message)
         except Exception:
             log.exception("%s %s failed on %s", self.role, self.subject, type(frame).__name__)
+            self.node.metrics.requests.labels(tag, ErrorCode.INTERNAL).inc()
             return Error(re=frame.id, code=ErrorCode.INTERNAL, message="internal error; it has been logged")
+        self.node.metrics.requests.labels(tag, "ok").inc()
         if isinstance(reply, Reply):
             reply.re = frame.id
         return reply
@@ -326,6 +329,8 @@ class Session:
 
     def _overflow(self) -> None:
         log.warning("%s %s is not reading; disconnecting", self.role, self.subject)
+        if self._failure is None:
+            self.node.metrics.slow_consumers.inc()
         self.fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
 
     async def _write(self) -> None:
@@ -362,6 +367,7 @@ class Session:
             await self.ws.send_bytes(payload)
         else:
             await self.ws.send_text(payload)
+        self.node.metrics.delivered.inc()
 
 
 class AgentSession(Session):
@@ -385,6 +391,8 @@ class AgentSession(Session):
         if hello.resume_from is not None and hello.epoch in (None, epoch):
             replay = await node.store.replay(subject, hello.resume_from)
         resumed = replay is not None
+        if hello.resume_from is not None:
+            node.metrics.resumes.labels("resumed" if resumed else "fresh").inc()
         signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
         self.signed_in = True
         agent = signed.agent
@@ -481,7 +489,7 @@ class SupervisorSession(Session):
         sent: dict[str, Figures] = {}
         while True:
             try:
-                for queue, figures in (await all_figures(self.node)).items():
+                for queue, figures in (await all_figures(self.node.dir, self.node.store, self.node.clock())).items():
                     if sent.get(queue) != figures:
                         sent[queue] = figures
                         self._enqueue(
