@@ -88,10 +88,11 @@ class RedisServer:
 class NodeProcess:
     """One `switchboard serve` process; `url` once it said where it listens."""
 
-    def __init__(self, name: str, config: Path, redis_url: str, prefix: str, logdir: Path) -> None:
+    def __init__(self, name: str, config: Path, redis_url: str | None, prefix: str, logdir: Path) -> None:
         self.name = name
-        self.args = [str(EXE), "serve", "--port", "0", "--config", str(config), "--redis", redis_url,
-                     "--redis-prefix", prefix, "--log-level", "warning"]  # fmt: skip
+        self.args = [str(EXE), "serve", "--port", "0", "--config", str(config), "--log-level", "warning"]
+        if redis_url is not None:
+            self.args += ["--redis", redis_url, "--redis-prefix", prefix]
         self.logfile = logdir / f"{name}.log"
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0

@@ -1,0 +1,347 @@
+"""`routing`: simulated agents in one queue, Poisson arrivals, exponential handle times.
+
+Each simulated agent accepts what rings (or is assigned), holds it for an exponential time of mean
+`aht`, ends it, finishes wrap-up at once and is ready again. The report gives the ring latency
+(engagement created -> offer at the agent's socket), throughput, waits, and compares them with
+Erlang C for the measured load and with an ideal work-conserving FIFO router replaying the same
+arrivals and occupation times. Agents live in several processes so the load generator is not the
+bottleneck; the generator's own CPU is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest.cluster import Center
+from loadtest.stats import percentiles
+
+WAITED_S = 0.05  # an engagement "waited" when it was offered more than this after creation
+
+
+@dataclass
+class Plan:
+    agents: int
+    rate: float
+    aht: float
+    duration: float
+    manual: bool = False
+    workers: int = 2
+    seed: int = 1
+
+
+@dataclass
+class Outcome:
+    created: dict[str, float] = field(default_factory=dict)
+    offered: dict[str, float] = field(default_factory=dict)
+    freed: dict[str, float] = field(default_factory=dict)
+    worker_cpu_s: float = 0.0
+
+
+def agent_ids(n: int) -> list[str]:
+    return [f"a{i:05d}" for i in range(n)]
+
+
+def center_toml(plan: Plan) -> str:
+    lines = [
+        "[server]",
+        'secret = "loadtest-secret-0123456789-0123456789-abc"',
+        'api_keys = ["loadtest-key"]',
+        "grace_s = 60",
+        "hello_timeout_s = 60",
+        "event_log_size = 64",
+        "max_body_bytes = 65536",
+        "",
+        "[[queues]]",
+        'id = "load"',
+        'channel = "voice"',
+        f'acceptance = "{"manual" if plan.manual else "auto"}"',
+        "ring_timeout_s = 30",
+        "",
+    ]
+    for agent in agent_ids(plan.agents):
+        lines += ["[[agents]]", f'id = "{agent}"', 'queues = ["load"]', ""]
+    return "\n".join(lines)
+
+
+# --- the agents, in worker processes ------------------------------------------------------------
+
+
+def agent_worker(
+    ws_urls: list[str],
+    ids: list[str],
+    secret: str,
+    plan: Plan,
+    results: mp.Queue[Any],
+    ready: MpEvent,
+    stop: MpEvent,
+) -> None:
+    import uvloop
+
+    uvloop.run(_agents(ws_urls, ids, secret, plan, results, ready, stop))
+
+
+async def _agents(
+    ws_urls: list[str], ids: list[str], secret: str, plan: Plan, results: mp.Queue[Any], ready: MpEvent, stop: MpEvent
+) -> None:
+    from clients.agent import AgentClient
+    from server.auth import issue
+
+    rng = random.Random(plan.seed * 7919 + int(ids[0][1:]))
+    offered: dict[str, float] = {}
+    freed: dict[str, float] = {}
+    clients = []
+    for i, agent in enumerate(ids):
+        client = AgentClient(ws_urls[i % len(ws_urls)], issue(secret, agent, "agent", 24 * 3600), request_timeout=60)
+        await client.open()
+        await client.set_status("ready")
+        clients.append(client)
+    ready.set()
+    loop = asyncio.get_running_loop()
+    handling: set[asyncio.Task[None]] = set()
+    desks = [asyncio.create_task(_desk(c, plan, rng, offered, freed, handling)) for c in clients]
+    await loop.run_in_executor(None, stop.wait)
+    if handling:  # let the last wrap-ups finish and be recorded
+        await asyncio.wait(handling, timeout=10)
+    for desk in desks:
+        desk.cancel()
+    await asyncio.gather(*desks, return_exceptions=True)
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    cpu = os.times()
+    results.put({"offered": offered, "freed": freed, "cpu_s": cpu.user + cpu.system})
+
+
+async def _desk(
+    client: Any,
+    plan: Plan,
+    rng: random.Random,
+    offered: dict[str, float],
+    freed: dict[str, float],
+    handling: set[asyncio.Task[None]],
+) -> None:
+    """One agent: take what comes, talk for Exp(aht), end, wrap up at once, ready again."""
+    from protocol.frames import EngagementEvent, Ring
+
+    me = client.welcome.agent
+    async for event in client.events():
+        if isinstance(event, Ring):
+            offered.setdefault(event.engagement.id, time.time())
+            await client.accept(event.offer)
+        elif isinstance(event, EngagementEvent) and event.engagement.agent == me and event.engagement.state == "active":
+            eid = event.engagement.id
+            offered.setdefault(eid, time.time())
+            task = asyncio.get_running_loop().create_task(_handle(client, eid, rng.expovariate(1 / plan.aht), freed))
+            handling.add(task)
+            task.add_done_callback(handling.discard)
+
+
+async def _handle(client: Any, eid: str, talk_s: float, freed: dict[str, float]) -> None:
+    await asyncio.sleep(talk_s)
+    await client.end(eid)
+    await client.wrap_up_done(eid)
+    freed[eid] = time.time()
+
+
+# --- arrivals, in the main process ---------------------------------------------------------------
+
+
+async def arrivals(
+    http_urls: list[str], api_key: str, plan: Plan, outcome: Outcome, progress: Callable[[int], None]
+) -> None:
+    """Poisson arrivals at `plan.rate` for `plan.duration`, spread over the nodes."""
+    rng = random.Random(plan.seed)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as api:
+        pending: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        at = 0.0
+        n = 0
+        while True:
+            at += rng.expovariate(plan.rate)
+            if at >= plan.duration:
+                break
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(_create(api, http_urls[n % len(http_urls)], outcome, n))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+            progress(n)
+        await asyncio.gather(*pending)
+
+
+async def _create(api: httpx.AsyncClient, base: str, outcome: Outcome, n: int) -> None:
+    created = time.time()
+    response = await api.post(f"{base}/v1/engagements", json={"queue": "load", "variables": {"n": n}})
+    response.raise_for_status()
+    outcome.created[response.json()["id"]] = created
+
+
+# --- analysis ------------------------------------------------------------------------------------
+
+
+def erlang_c(agents: int, offered_load: float) -> float:
+    """Probability that an arrival waits, for `agents` servers and `offered_load` erlangs (A < N)."""
+    if offered_load >= agents:
+        return 1.0
+    term, total = 1.0, 1.0
+    for k in range(1, agents):
+        term *= offered_load / k
+        total += term
+    last = term * offered_load / agents * agents / (agents - offered_load)
+    return last / (total + last)
+
+
+def fifo_replay(arrivals: list[float], services: list[float], servers: int) -> list[float]:
+    """Waits under an ideal work-conserving FIFO router with `servers` agents, free at the start."""
+    free = [0.0] * servers
+    heapq.heapify(free)
+    waits = []
+    for arrival, service in sorted(zip(arrivals, services, strict=True)):
+        earliest = heapq.heappop(free)
+        start = max(arrival, earliest)
+        waits.append(start - arrival)
+        heapq.heappush(free, start + service)
+    return waits
+
+
+def analyse(plan: Plan, outcome: Outcome, wall_s: float) -> dict[str, Any]:
+    done = [e for e in outcome.created if e in outcome.offered and e in outcome.freed]
+    latency = [outcome.offered[e] - outcome.created[e] for e in done]
+    services = [outcome.freed[e] - outcome.offered[e] for e in done]
+    t0 = min(outcome.created.values()) if outcome.created else 0.0
+    arrivals_at = [outcome.created[e] - t0 for e in done]
+    measured_rate = len(outcome.created) / plan.duration
+    mean_service = statistics.fmean(services) if services else 0.0
+    load = measured_rate * mean_service
+    p_wait = erlang_c(plan.agents, load)
+    capacity = plan.agents / mean_service if mean_service else math.inf
+    erlang_wait = p_wait / (capacity - measured_rate) if capacity > measured_rate else math.inf
+    ideal = fifo_replay(arrivals_at, services, plan.agents)
+    mean_wait = statistics.fmean(latency) if latency else 0.0
+    span = max((outcome.freed[e] for e in done), default=t0) - t0  # first arrival to last agent free again
+    return {
+        "plan": plan.__dict__,
+        "engagements": {"created": len(outcome.created), "offered": len(outcome.offered), "completed": len(done)},
+        "throughput_per_s": round(len(done) / span, 2) if span > 0 else 0.0,
+        "ring_latency": percentiles(latency),
+        "ring_latency_not_waiting": percentiles([x for x in latency if x <= WAITED_S]),
+        "wait": {
+            "mean_ms": round(mean_wait * 1000, 3),
+            "share_waiting": round(sum(x > WAITED_S for x in latency) / len(latency), 4) if latency else 0.0,
+            "ideal_fifo_mean_ms": round(statistics.fmean(ideal) * 1000, 3) if ideal else 0.0,
+            "gap_to_ideal_fifo_ms": round((mean_wait - (statistics.fmean(ideal) if ideal else 0.0)) * 1000, 3),
+        },
+        "erlang_c": {
+            "offered_load_erlangs": round(load, 3),
+            "measured_rate_per_s": round(measured_rate, 3),
+            "mean_handle_s": round(mean_service, 4),
+            "p_wait": round(p_wait, 4),
+            "mean_wait_ms": round(erlang_wait * 1000, 3) if math.isfinite(erlang_wait) else None,
+        },
+    }
+
+
+def write_records(path: Path, outcome: Outcome) -> None:
+    with path.open("w") as out:
+        for eid, created in outcome.created.items():
+            record = {
+                "id": eid,
+                "created": created,
+                "offered": outcome.offered.get(eid),
+                "freed": outcome.freed.get(eid),
+            }
+            out.write(json.dumps(record) + "\n")
+
+
+def histogram_png(path: Path, samples_ms: list[float], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.hist(samples_ms, bins=60, log=True, color="#3465a4")
+    axes.set_xlabel("milliseconds")
+    axes.set_ylabel("count (log)")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def run(plan: Plan, center: Center, progress: Callable[[str, int, int], None]) -> tuple[dict[str, Any], Outcome]:
+    """Run the scenario against `center` (nodes already serving the config of `center_toml(plan)`)."""
+    ctx = mp.get_context("spawn")
+    results: mp.Queue[Any] = ctx.Queue()
+    stop = ctx.Event()
+    ids = agent_ids(plan.agents)
+    workers = []
+    readies = []
+    for w in range(plan.workers):
+        ready = ctx.Event()
+        share = ids[w :: plan.workers]
+        if not share:
+            continue
+        args = (center.ws_urls, share, center.secret, plan, results, ready, stop)
+        worker = ctx.Process(target=agent_worker, args=args, daemon=True)
+        worker.start()
+        workers.append(worker)
+        readies.append(ready)
+    for i, ready in enumerate(readies):
+        if not ready.wait(120):
+            raise RuntimeError(f"agent worker {i} did not sign its agents in")
+    outcome = Outcome()
+    expected = int(plan.rate * plan.duration)
+    started = time.perf_counter()
+    asyncio.run(arrivals(center.http_urls, center.api_key, plan, outcome, lambda n: progress("arrivals", n, expected)))
+    drain_deadline = time.perf_counter() + 10 * plan.aht + 30
+    asyncio.run(_wait_for_completion(center, outcome, plan, drain_deadline, progress))
+    wall = time.perf_counter() - started
+    stop.set()
+    for _ in workers:
+        part = results.get(timeout=60)
+        outcome.offered.update(part["offered"])
+        outcome.freed.update(part["freed"])
+        outcome.worker_cpu_s += part["cpu_s"]
+    for worker in workers:
+        worker.join(30)
+    report = analyse(plan, outcome, wall)
+    me = os.times()
+    report["load_generator_cpu_s"] = round(outcome.worker_cpu_s + me.user + me.system, 2)
+    report["wall_s"] = round(wall, 2)
+    return report, outcome
+
+
+async def _wait_for_completion(
+    center: Center, outcome: Outcome, plan: Plan, deadline: float, progress: Callable[[str, int, int], None]
+) -> None:
+    """Poll the queue until nothing waits and every agent is idle again (bounded in time)."""
+    async with httpx.AsyncClient(timeout=10) as api:
+        while time.perf_counter() < deadline:
+            agents = (await api.get(f"{center.http_urls[0]}/v1/agents")).json()
+            queue = (await api.get(f"{center.http_urls[0]}/v1/queues/load")).json()
+            busy = sum(1 for a in agents if a["engagements"] or a["offers"])
+            progress("draining", len(outcome.created) - busy - queue["stats"]["waiting"], len(outcome.created))
+            if busy == 0 and queue["stats"]["waiting"] == 0:
+                return
+            await asyncio.sleep(0.2)
