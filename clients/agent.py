@@ -167,9 +167,14 @@ class _Client:
         return welcome
 
     async def resume(self) -> Welcome:
-        """Reconnect after a drop; missed events follow `welcome` (or a fresh snapshot if too old)."""
+        """Reconnect after a drop; missed events follow `welcome` (or a fresh snapshot if too old).
+        Events not consumed yet stay queued; only the marker of the old connection's end is dropped."""
         await self._disconnect()
-        self._events = asyncio.Queue()
+        kept = self.drain()
+        while not self._events.empty():  # what is left is the old connection's end marker
+            self._events.get_nowait()
+        for event in kept:
+            self._events.put_nowait(event)
         return await self.open(resume=True)
 
     async def close(self) -> None:
@@ -251,9 +256,10 @@ class _Client:
                 if not future.done():
                     future.set_exception(closed)
             self._pending.clear()
-            reconnecting = self._reconnector is not None and not self._reconnector.done()
             if self.auto_reconnect and not self._closing and closed.code not in FATAL_CLOSES:
-                if not reconnecting:  # a failed attempt of a running reconnect loop is retried by the loop
+                # only a connection that was up is re-established here: a failed first `open()` raises to
+                # its caller, and a failed attempt of a running reconnect loop is retried by the loop
+                if self.state == "connected":
                     self._reconnector = asyncio.create_task(self._reconnect())
             else:
                 self._events.put_nowait(closed)
@@ -266,7 +272,12 @@ class _Client:
             raise self._closed or ConnectionClosed(None, "not connected")
         future: asyncio.Future[ServerFrame] = asyncio.get_running_loop().create_future()
         self._pending[frame.id] = future
-        await self._ws.send(self.codec.encode(frame))
+        try:
+            await self._ws.send(self.codec.encode(frame))
+        except WsConnectionClosed as exc:
+            self._pending.pop(frame.id, None)
+            rcvd = exc.rcvd
+            raise ConnectionClosed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "connection lost") from None
         try:
             async with asyncio.timeout(timeout or self.request_timeout):
                 reply = await future

@@ -560,7 +560,15 @@ def transfer(
         else:
             _ring(tx, eng, [agent], None, why)
     route(tx, [eng.queue, *(tx.dir.agent_queues(former) if former else [])])
-    return _require(tx, engagement_id)
+    moved = _require(tx, engagement_id)
+    if former is not None and moved.agent != former:
+        _tell_former(tx, former, moved)
+    return moved
+
+
+def _tell_former(tx: Tx, former: str, eng: EngagementRec) -> None:
+    """The agent an engagement was taken from gets its snapshot (no longer theirs), to close it."""
+    tx.emit(former, EngagementEvent(engagement=engagement_view(tx.dir, eng)))
 
 
 def release(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
@@ -571,7 +579,10 @@ def release(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
     eng = _enqueue(tx, replace(eng, tried=(agent_id,)), eng.created_at, arrived=True)
     tx.put_engagement(eng)
     route(tx, [eng.queue, *tx.dir.agent_queues(agent_id)])
-    return _require(tx, engagement_id)
+    released = _require(tx, engagement_id)
+    if released.agent != agent_id:
+        _tell_former(tx, agent_id, released)
+    return released
 
 
 def note(tx: Tx, agent_id: str, engagement_id: str, text: str) -> EngagementRec:
@@ -947,9 +958,16 @@ class SignIn(Struct, frozen=True):
     offers: list[Ring]
 
 
-def sign_in(tx: Tx, agent_id: str, node: str, resend_rings: bool) -> SignIn:
-    agent = connect(tx, agent_id, node, resend_rings)
-    engagements = [engagement_view(tx.dir, e) for e in map(tx.engagement, agent.holds) if e is not None]
+def sign_in(tx: Tx, agent_id: str, node: str, fresh: bool) -> SignIn:
+    """Connect and say what `welcome` shows. A `fresh` client (no resume) also gets, as events, the
+    rings still running and the transcript so far of the calls it holds."""
+    agent = connect(tx, agent_id, node, fresh)
+    held = [e for e in map(tx.engagement, agent.holds) if e is not None]
+    if fresh:
+        for eng in held:
+            if eng.transcript_count and eng.state in (S.ACTIVE, S.WRAP_UP):
+                tx.emit(agent_id, TranscriptEvent(engagement=eng.id, fragments=tx.transcript(eng.id)))
+    engagements = [engagement_view(tx.dir, e) for e in held]
     offers = []
     for offer_id, ref in agent.offers.items():
         eng = _require(tx, ref.engagement)

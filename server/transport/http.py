@@ -178,6 +178,16 @@ async def get_engagement(request: Request) -> Response:
     return json_response(engagement_view(node.dir, eng))
 
 
+async def get_transcript(request: Request) -> Response:
+    """The whole transcript so far, for a desktop that reloads mid-call."""
+    require_reader(request)
+    node = _node(request)
+    eid = request.path_params["id"]
+    if await node.store.engagement(eid) is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No engagement {eid!r}")
+    return json_response({"engagement": eid, "fragments": await node.store.transcript(eid)})
+
+
 async def end_engagement(request: Request) -> Response:
     require_key(request)
     node = _node(request)
@@ -334,6 +344,7 @@ routes = [
     Route("/v1/engagements/{id}", get_engagement, methods=["GET"]),
     Route("/v1/engagements/{id}/end", end_engagement, methods=["POST"]),
     Route("/v1/engagements/{id}/transcript", add_transcript, methods=["POST"]),
+    Route("/v1/engagements/{id}/transcript", get_transcript, methods=["GET"]),
     Route("/v1/engagements/{id}/messages", add_message, methods=["POST"]),
     Route("/v1/queues", list_queues, methods=["GET"]),
     Route("/v1/queues/{id}", get_queue, methods=["GET"]),

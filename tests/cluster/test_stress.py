@@ -120,7 +120,6 @@ class SimulatedAgent:
         await self.client.drop()
         await asyncio.sleep(self.rng.choice([0.0, 0.1, 0.3, 1.5]))  # sometimes past the 1 s grace
         self.client.url = f"{self.rng.choice(self.nodes).ws}/v1/agent"
-        self.client.last_seq = self.expected
         for _ in range(20):
             try:
                 welcome = await self.client.resume()

@@ -183,6 +183,10 @@ async def test_transfer_a_call_a_chat_and_an_email_and_the_former_agent_can_no_l
         await ann.accept(first.offer)
         await ann.note(call, "billing question")
         await ann.transfer(call, queue="billing")
+        gone = await ann.next_event(
+            "engagement", where=lambda e: e.engagement.id == call and e.engagement.agent != "ann"
+        )
+        assert gone.engagement.agent is None and gone.engagement.state == "offered"  # no longer hers
         ring = await cat.next_event("ring")
         assert ring.engagement.id == call and ring.engagement.notes == "billing question"
         await cat.accept(ring.offer)

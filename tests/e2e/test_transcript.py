@@ -164,3 +164,19 @@ async def test_a_transcript_of_ten_thousand_fragments_is_delivered_and_searched(
         assert [h.text for h in result.hits] == ["Numéro de suivi XK-99 introuvable"]
         many = await ann.search(eid, "delai")
         assert len(many.hits) == 500  # capped
+
+
+async def test_a_desktop_that_comes_back_without_resume_gets_the_transcript_so_far(
+    desk: Running, api: httpx.AsyncClient
+):
+    async with AgentClient.connect(desk.ws, token("ann")) as ann:
+        await ann.set_status("ready")
+        eid = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["id"]
+        await ann.accept((await ann.next_event("ring")).offer)
+        await say(api, eid, {"speaker": "consumer", "text": "Bonjour"}, {"speaker": "agent", "text": "Bonjour !"})
+        await ann.next_event("transcript", where=lambda t: len(t.fragments) == 2)
+    async with AgentClient.connect(desk.ws, token("ann")) as reloaded:  # a reloaded page: no resume_from
+        so_far = await reloaded.next_event("transcript")
+        assert [f.text for f in so_far.fragments] == ["Bonjour", "Bonjour !"]
+    whole = await api.get(f"/v1/engagements/{eid}/transcript")
+    assert [f["text"] for f in whole.json()["fragments"]] == ["Bonjour", "Bonjour !"]
