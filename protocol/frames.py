@@ -181,6 +181,9 @@ class Welcome(Reply, tag="welcome", kw_only=True):
     role: Literal["agent", "supervisor", "consumer", "ingest"] = "agent"
     status: AgentStatus | None
     reason: str | None = None
+    activity: Activity | None = None
+    next_status: AgentStatus | None = None
+    next_reason: str | None = None
     engagements: list[Engagement] = field(default_factory=list)
     offers: list[Ring] = field(default_factory=list)
     seq: int = 0

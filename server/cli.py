@@ -7,7 +7,6 @@ never starts on a config it does not fully understand.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -25,46 +24,24 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-    import uvloop
-
     from server.app import create_app
+    from server.serving import serve
 
     config = _config(args.config)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, redis_url=args.redis, redis_prefix=args.redis_prefix)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            ws="websockets-sansio",
-            ws_max_size=config.server.max_frame_bytes,
-            lifespan="on",
-            log_level=args.log_level,
-            access_log=False,
-        )
-    )
 
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.02)
-        if server.started:
-            port = server.servers[0].sockets[0].getsockname()[1]
-            base = f"http://{args.host}:{port}"
-            print(f"Switchboard listening on {base}", flush=True)
-            print(f"  agent socket: ws://{args.host}:{port}/v1/agent", flush=True)
-            if args.redis:
-                print(f"  cluster node {app.state.node.node_id} on {args.redis}", flush=True)
-            if args.config is None:
-                print("  demo configuration: agents alice, bob, carol, dan; supervisor sam", flush=True)
-                print(f"  ingest key: {config.server.api_keys[0]}", flush=True)
-                print("  token: switchboard token alice", flush=True)
-        await task
+    async def listening(host: str, port: int) -> None:
+        print(f"Switchboard listening on http://{host}:{port}", flush=True)
+        print(f"  agent socket: ws://{host}:{port}/v1/agent", flush=True)
+        if args.redis:
+            print(f"  cluster node {app.state.node.node_id} on {args.redis}", flush=True)
+        if args.config is None:
+            print("  demo configuration: agents alice, bob, carol, dan; supervisor sam", flush=True)
+            print(f"  ingest key: {config.server.api_keys[0]}", flush=True)
+            print("  token: switchboard token alice", flush=True)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run())
+    serve(app, args.host, args.port, args.log_level, listening)
     return 0
 
 

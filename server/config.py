@@ -124,6 +124,12 @@ class ServerCfg(Cfg, kw_only=True, frozen=True):
     demo_signin: bool = False
     heartbeat_s: float = 1.0
     node_timeout_s: float = 5.0
+    allowed_origins: list[str] = field(default_factory=list)
+    rate_per_s: float = 50.0
+    rate_burst: int = 100
+    max_bad_frames: int = 20
+    max_connections: int = 20_000
+    drain_retry_after_ms: int = 1000
 
 
 class Config(Cfg, kw_only=True, frozen=True):
@@ -283,6 +289,13 @@ def validate(config: Config, source: str = "config") -> None:
         problems.append(f"server.outbound_queue: must be >= 8, got {config.server.outbound_queue}")
     if config.server.node_timeout_s <= 2 * config.server.heartbeat_s:
         problems.append("server.node_timeout_s: must be more than twice server.heartbeat_s")
+    if config.server.rate_per_s <= 0 or config.server.rate_burst < 1:
+        problems.append("server.rate_per_s and server.rate_burst: must be > 0")
+    if config.server.max_connections < 1:
+        problems.append(f"server.max_connections: must be >= 1, got {config.server.max_connections}")
+    for i, origin in enumerate(config.server.allowed_origins):
+        if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+            problems.append(f"server.allowed_origins[{i}]: expected scheme://host[:port], got {origin!r}")
     if config.server.grace_s < 0:
         problems.append(f"server.grace_s: must be >= 0, got {config.server.grace_s}")
     if problems:

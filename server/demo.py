@@ -92,17 +92,19 @@ async def consumers(life: Life, rate: float, stop: asyncio.Event) -> None:
     """New consumers arrive at `rate` per second (Poisson), each living their own conversation."""
     alive: set[asyncio.Task[None]] = set()
     async with life.api() as api:
-        while not stop.is_set():
-            kind = life.rng.choices(["call", "chat", "email"], weights=[5, 3, 2])[0]
-            task = asyncio.create_task({"call": call, "chat": chat, "email": email}[kind](life, api))
-            alive.add(task)
-            task.add_done_callback(alive.discard)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(life.rng.expovariate(rate) / life.speed):
-                    await stop.wait()
-        for task in alive:
-            task.cancel()
-        await asyncio.gather(*alive, return_exceptions=True)
+        try:
+            while not stop.is_set():
+                kind = life.rng.choices(["call", "chat", "email"], weights=[5, 3, 2])[0]
+                task = asyncio.create_task({"call": call, "chat": chat, "email": email}[kind](life, api))
+                alive.add(task)
+                task.add_done_callback(alive.discard)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(life.rng.expovariate(rate) / life.speed):
+                        await stop.wait()
+        finally:
+            for task in alive:  # the consumers still on the line hang up with the simulation
+                task.cancel()
+            await asyncio.gather(*alive, return_exceptions=True)
 
 
 async def _state(api: httpx.AsyncClient, eid: str) -> str:
@@ -233,45 +235,32 @@ async def simulate(life: Life, rate: float, stop: asyncio.Event) -> None:
     """Colleagues at their desks, then consumers arriving, until `stop`."""
     present = {a.id for a in life.config.agents}
     desks = [asyncio.create_task(colleague(life, a, stop)) for a in COLLEAGUES if a in present]
-    await consumers(life, rate, stop)
-    await asyncio.gather(*desks, return_exceptions=True)
+    try:
+        await consumers(life, rate, stop)
+    finally:
+        stop.set()
+        await asyncio.gather(*desks, return_exceptions=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-    import uvloop
-
     from server.app import create_app
     from server.config import load
+    from server.serving import serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load(None)
     app = create_app(config)
-    options = {"ws": "websockets-sansio", "log_level": args.log_level, "access_log": False}
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, **options))
 
-    async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.02)
-        if not server.started:
-            await task
-            return
-        port = server.servers[0].sockets[0].getsockname()[1]
-        base = f"{args.host}:{port}"
+    async def simulation(host: str, port: int) -> None:
+        base = f"{host}:{port}"
         print(f"Switchboard demo on http://{base}/", flush=True)
         print(
             f"  open http://{base}/ and pick Alice or Carol: calls, chats and emails arrive within seconds", flush=True
         )
         print(f"  supervisor view: http://{base}/supervisor (pick Sam)", flush=True)
         print(f"  ingest key: {config.server.api_keys[0]}   (bob and dan are simulated colleagues)", flush=True)
-        stop = asyncio.Event()
         life = Life(http=f"http://{base}", ws=f"ws://{base}", config=config)
-        simulation = asyncio.create_task(simulate(life, args.rate, stop))
-        await task
-        stop.set()
-        await simulation
+        await simulate(life, args.rate, asyncio.Event())
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    serve(app, args.host, args.port, args.log_level, simulation)
     return 0

@@ -44,6 +44,8 @@ class Closable(Protocol):
 
     def fail(self, code: CloseCode, reason: str) -> None: ...
 
+    def drain(self, retry_after_ms: int) -> None: ...
+
 
 class Node:
     def __init__(
@@ -65,6 +67,7 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.epoch = ""
         self.sessions: set[Closable] = set()
+        self.draining = False
         self.searcher = Searcher()
         self.metrics = Metrics()
         self.webhooks = Webhooks(directory.server.webhook_secret)
@@ -109,6 +112,17 @@ class Node:
             asyncio.create_task(self._timers(), name="switchboard-timers"),
             asyncio.create_task(self._liveness(), name="switchboard-liveness"),
         ]
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Going away on purpose (SIGTERM): refuse new sockets, tell every client `closing` so it moves to
+        another node (with `resume_from`, losing nothing), and wait for them to go. Timers and state are
+        in the store: with Redis, the other nodes carry on with them."""
+        self.draining = True
+        for session in list(self.sessions):
+            session.drain(self.dir.server.drain_retry_after_ms)
+        deadline = self.clock() + timeout_s
+        while self.sessions and self.clock() < deadline:  # noqa: ASYNC110 - sessions leave one by one, no event
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -162,12 +176,20 @@ class Node:
         while not self._stopping:
             await asyncio.sleep(server.heartbeat_s)
             try:
-                await self.store.heartbeat(self.node_id, self.clock())
+                if not await self.store.heartbeat(self.node_id, self.clock()):
+                    self._fenced()
                 for dead in await self.store.dead_nodes(self.clock(), server.node_timeout_s):
                     if dead != self.node_id:
                         await self.write_off(dead)
             except Refused as exc:
                 log.warning("heartbeat failed: %s", exc.message)
+
+    def _fenced(self) -> None:
+        """The other nodes wrote this one off (it stopped beating: paused, partitioned): the sockets it
+        holds count for nothing any more. Close them, so their clients come back and count again."""
+        log.warning("this node was presumed dead; closing %d sockets", len(self.sessions))
+        for session in list(self.sessions):
+            session.fail(CloseCode.GOING_AWAY, "this node was presumed dead; reconnect")
 
     async def write_off(self, dead: str) -> None:
         """A node stopped beating: its agents' sockets are gone, as if each had dropped."""
@@ -175,7 +197,7 @@ class Node:
         for agent in await self.store.agents(ids):
             if agent is not None and dead in agent.sessions:
                 await self.run(functools.partial(lifecycle.node_lost, agent_id=agent.id, node=dead))
-        await self.store.forget_node(dead)
+        await self.store.bury(dead)
         log.warning("node %s stopped beating; its sockets were written off", dead)
 
     async def _check_epoch(self) -> None:

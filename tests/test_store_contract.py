@@ -166,11 +166,15 @@ async def test_concurrent_transactions_never_lose_an_update(make_store: StoreFac
 
 async def test_nodes_heartbeat_and_the_silent_ones_are_reported(make_store: StoreFactory):
     store = make_store()
-    await store.heartbeat("n1", 100.0)
+    assert await store.heartbeat("n1", 100.0) is True
     await store.heartbeat("n2", 104.0)
+    await store.heartbeat("n3", 104.0)
     assert await store.dead_nodes(106.0, 5.0) == ["n1"]
-    await store.forget_node("n1")
+    await store.bury("n1")
+    await store.forget_node("n3")  # stopped cleanly
     assert await store.dead_nodes(200.0, 5.0) == ["n2"]
+    assert await store.heartbeat("n1", 201.0) is False  # written off meanwhile: it must know
+    assert await store.heartbeat("n3", 201.0) is True
 
 
 async def test_epoch_and_health(make_store: StoreFactory):

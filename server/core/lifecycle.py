@@ -18,7 +18,7 @@ from msgspec import Struct, field
 from msgspec.structs import replace
 
 from protocol.codes import ErrorCode
-from protocol.frames import Conversation, EngagementEvent, FragmentIn, MessageEvent, Ring, RingCancelled
+from protocol.frames import EngagementEvent, FragmentIn, MessageEvent, Ring, RingCancelled
 from protocol.frames import Transcript as TranscriptEvent
 from protocol.model import (
     Acceptance,
@@ -35,7 +35,6 @@ from protocol.model import (
     Routing,
     Scalar,
 )
-from server.config import Directory
 from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, WaitEntry
 from server.core.routing import candidates, choose, has_room
@@ -103,27 +102,11 @@ def _history(tx: Tx, eng: EngagementRec, event: str, actor: str, **fields: objec
 
 
 def _notify(tx: Tx, eng: EngagementRec, agent_id: str | None = None) -> None:
-    """Send the engagement's snapshot to the agent who holds it (or to `agent_id`) and to supervisors
-    watching it; tell a chat or email consumer where their conversation stands."""
-    view = engagement_view(tx.dir, eng)
+    """Send the engagement's snapshot to the agent who holds it (or to `agent_id`). Watchers and the
+    consumer hear of every change from the transaction itself (see `Tx.changes`)."""
     target = agent_id or eng.agent
     if target:
-        tx.emit(target, EngagementEvent(engagement=view))
-    tx.notify(watch_topic(eng.id), EngagementEvent(engagement=view))
-    if eng.channel in (Channel.CHAT, Channel.EMAIL):
-        tx.notify(consumer_topic(eng.id), conversation(tx.dir, eng))
-
-
-def conversation(directory: Directory, eng: EngagementRec) -> Conversation:
-    """What the consumer sees: the state, who is with them, and the thread (never notes or profile)."""
-    agent = directory.agents.get(eng.agent or "")
-    return Conversation(
-        engagement=eng.id,
-        state=eng.state,
-        channel=eng.channel,
-        agent_name=agent.title if agent else None,
-        messages=list(eng.messages),
-    )
+        tx.emit(target, EngagementEvent(engagement=engagement_view(tx.dir, eng)))
 
 
 def _require(tx: Tx, engagement_id: str) -> EngagementRec:
@@ -359,7 +342,7 @@ def create(tx: Tx, spec: NewEngagement, actor: str = "api") -> EngagementRec:
         messages=messages,
     )
     eng = _history(tx, eng, "created", actor, state=S.QUEUED, queue=queue.id)
-    tx.put_engagement(_enqueue(tx, eng, tx.now, arrived=True))
+    tx.put_engagement(_enqueue(tx, eng, tx.now, arrived=True), new=True)
     route(tx, [queue.id])
     return _require(tx, eid)
 
@@ -777,6 +760,8 @@ def set_status(tx: Tx, agent_id: str, status: AgentStatus, reason: str | None, a
     if status is AgentStatus.OFFLINE:
         raise Refused(ErrorCode.INVALID_FIELD, "Status must be ready or not_ready")
     agent = tx.agent(agent_id)
+    if status is AgentStatus.READY and not agent.connected:
+        raise Refused(ErrorCode.INVALID_STATE, f"{agent_id} is not signed in; only a signed-in agent can be ready")
     if agent.in_live_work():
         same = agent.status is status and (status is AgentStatus.READY or agent.reason == reason)
         nxt = None if same else NextStatus(status, reason if status is AgentStatus.NOT_READY else None)

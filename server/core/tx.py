@@ -17,11 +17,12 @@ from typing import Protocol
 
 from msgspec import Struct, field
 
-from protocol.frames import AgentState, Event, StatusEvent
-from protocol.model import Activity, AgentStatus, Fragment
+from protocol.frames import AgentState, EngagementEvent, Event, StatusEvent
+from protocol.model import Activity, AgentStatus, Channel, Fragment
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, QueueRec
-from server.topics import SUPERVISORS
+from server.core.views import conversation, engagement_view
+from server.topics import SUPERVISORS, consumer_topic, watch_topic
 
 IdSource = Callable[[str], str]
 """Makes a fresh id with the given prefix (`e` for engagements). Injected, so the core stays deterministic."""
@@ -97,6 +98,27 @@ def agent_state(directory: Directory, agent: AgentRec) -> AgentState:
     )
 
 
+def engagement_notices(
+    directory: Directory, before: EngagementRec | None, after: EngagementRec
+) -> list[tuple[str, Event]]:
+    """Who else hears of a change to an engagement: supervisors watching it (its snapshot, on any change
+    of state, holder, queue, rings, dispositions or thread), and its consumer (on a change of state or
+    holder, for chat and email)."""
+    out: list[tuple[str, Event]] = []
+
+    def seen(rec: EngagementRec | None) -> tuple[object, ...]:
+        if rec is None:
+            return ()
+        return (rec.state, rec.agent, rec.queue, rec.offers, rec.dispositions, len(rec.messages), len(rec.history))
+
+    if seen(before) != seen(after):
+        out.append((watch_topic(after.id), EngagementEvent(engagement=engagement_view(directory, after))))
+    consumer_side = (before.state, before.agent) if before else ()
+    if after.channel in (Channel.CHAT, Channel.EMAIL) and consumer_side != (after.state, after.agent):
+        out.append((consumer_topic(after.id), conversation(directory, after)))
+    return out
+
+
 class Tx:
     """One unit of work for the core. Reads see this transaction's own writes."""
 
@@ -114,6 +136,7 @@ class Tx:
         self._arm: dict[str, float] = {}
         self._disarm: set[str] = set()
         self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
+        self._engagement_before: dict[str, EngagementRec | None] = {}
 
     def agent(self, agent_id: str) -> AgentRec:
         if agent_id in self._agents:
@@ -141,7 +164,10 @@ class Tx:
             self._status_before[agent.id] = (before.status, before.reason, before.next)
         self._agents[agent.id] = agent
 
-    def put_engagement(self, engagement: EngagementRec) -> None:
+    def put_engagement(self, engagement: EngagementRec, *, new: bool = False) -> None:
+        """Write an engagement; `new` for one this transaction creates (there is nothing to read before)."""
+        if engagement.id not in self._engagement_before:
+            self._engagement_before[engagement.id] = None if new else self.engagement(engagement.id)
         self._engagements[engagement.id] = engagement
 
     def put_queue(self, queue: QueueRec) -> None:
@@ -186,6 +212,8 @@ class Tx:
                 events.append((agent_id, status_event(after)))
         for agent in self._agents.values():
             notices.append((SUPERVISORS, agent_state(self.dir, agent)))
+        for engagement_id, before in self._engagement_before.items():
+            notices += engagement_notices(self.dir, before, self._engagements[engagement_id])
         return Changes(
             agents=dict(self._agents),
             engagements=dict(self._engagements),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol.frames import Ring
+from protocol.frames import Conversation, Ring
 from protocol.model import Engagement
 from server.config import Directory
 from server.core.records import EngagementRec
@@ -40,4 +40,16 @@ def ring_frame(directory: Directory, rec: EngagementRec, offer_id: str, expires_
         engagement=engagement_view(directory, rec),
         expires_at=expires_at,
         timeout_s=timeout_s,
+    )
+
+
+def conversation(directory: Directory, rec: EngagementRec) -> Conversation:
+    """What the consumer sees: the state, who is with them, and the thread (never notes or profile)."""
+    agent = directory.agents.get(rec.agent or "")
+    return Conversation(
+        engagement=rec.id,
+        state=rec.state,
+        channel=rec.channel,
+        agent_name=agent.title if agent else None,
+        messages=list(rec.messages),
     )

@@ -89,8 +89,9 @@ class Store(Protocol):
         """The earliest due time of any armed timer, None when there are none."""
         ...
 
-    async def heartbeat(self, node_id: str, now: float) -> None:
-        """Record that `node_id` is alive at `now`."""
+    async def heartbeat(self, node_id: str, now: float) -> bool:
+        """Record that `node_id` is alive at `now`. False when the others wrote it off (`bury`) meanwhile:
+        its sockets were counted as gone, and it must not go on serving them."""
         ...
 
     async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
@@ -98,7 +99,11 @@ class Store(Protocol):
         ...
 
     async def forget_node(self, node_id: str) -> None:
-        """Drop a node from the registry (after its sockets were written off, or when it stops)."""
+        """Drop a node that stops cleanly from the registry."""
+        ...
+
+    async def bury(self, node_id: str) -> None:
+        """Drop a node presumed dead from the registry, and remember it was written off (see `heartbeat`)."""
         ...
 
     async def ping(self) -> bool:

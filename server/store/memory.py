@@ -33,6 +33,7 @@ class MemoryStore:
         self._timers: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._nodes: dict[str, float] = {}
+        self._buried: set[str] = set()
         self._transcripts: dict[str, dict[str, Fragment]] = {}
 
     async def transact(self, decide: Decide[T]) -> Committed[T]:
@@ -108,14 +109,19 @@ class MemoryStore:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    async def heartbeat(self, node_id: str, now: float) -> None:
+    async def heartbeat(self, node_id: str, now: float) -> bool:
         self._nodes[node_id] = now
+        return node_id not in self._buried
 
     async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
         return [n for n, seen in self._nodes.items() if seen < now - timeout_s]
 
     async def forget_node(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
+
+    async def bury(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+        self._buried.add(node_id)
 
     async def ping(self) -> bool:
         return True

@@ -34,6 +34,7 @@ from server.core.tx import Changes
 from server.store.base import Committed, Decide, T
 
 MAX_ATTEMPTS = 64
+BURIED_TTL_S = 7 * 24 * 3600  # a node written off and never seen again is forgotten after a week
 _encode = msgspec.msgpack.Encoder().encode
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "a": msgspec.msgpack.Decoder(AgentRec),
@@ -103,6 +104,9 @@ class Keys:
 
     def log(self, agent_id: str) -> str:
         return f"{self.base}:log:{agent_id}"
+
+    def buried(self, node_id: str) -> str:
+        return f"{self.base}:dead:{node_id}"
 
     def channel(self, topic: str) -> str:
         return f"{self.base}:ev:{topic}"
@@ -297,8 +301,12 @@ class RedisStore:
     # --- nodes -----------------------------------------------------------------------------------
 
     @_available
-    async def heartbeat(self, node_id: str, now: float) -> None:
-        await self.redis.zadd(self.keys.nodes, {node_id: now})
+    async def heartbeat(self, node_id: str, now: float) -> bool:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.nodes, {node_id: now})
+            pipe.exists(self.keys.buried(node_id))
+            _, buried = await pipe.execute()
+        return not buried
 
     @_available
     async def dead_nodes(self, now: float, timeout_s: float) -> list[str]:
@@ -308,6 +316,13 @@ class RedisStore:
     @_available
     async def forget_node(self, node_id: str) -> None:
         await self.redis.zrem(self.keys.nodes, node_id)
+
+    @_available
+    async def bury(self, node_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.nodes, node_id)
+            pipe.set(self.keys.buried(node_id), 1, ex=BURIED_TTL_S)
+            await pipe.execute()
 
     async def ping(self) -> bool:
         try:

@@ -268,12 +268,12 @@ async def get_agent(request: Request) -> Response:
 
 
 async def demo_people(request: Request) -> Response:
-    """The demo's sign-in picker: every agent and supervisor with a fresh token. Off unless
-    `server.demo_signin` is set (the built-in demo sets it); never turn it on in production."""
+    """The demo's sign-in picker: every agent and supervisor with a fresh token. Empty (`enabled:
+    false`) unless `server.demo_signin` is set (the built-in demo sets it); never set it in production."""
     node = _node(request)
     server = node.dir.server
     if not server.demo_signin:
-        raise ApiError(ErrorCode.NOT_FOUND, "Not found", 404)
+        return json_response({"enabled": False, "agents": [], "supervisors": []})
     now = node.clock()
 
     def person(id: str, name: str, role: Role) -> dict[str, str]:
@@ -286,7 +286,7 @@ async def demo_people(request: Request) -> Response:
 
     agents = [person(a.id, a.title, "agent") for a in node.dir.agents.values()]
     supervisors = [person(s.id, s.name or s.id, "supervisor") for s in node.dir.supervisors.values()]
-    return json_response({"agents": agents, "supervisors": supervisors})
+    return json_response({"enabled": True, "agents": agents, "supervisors": supervisors})
 
 
 async def metrics(request: Request) -> Response:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import cast
+from urllib.parse import urlsplit
 
 from msgspec.structs import replace
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -28,6 +29,7 @@ from protocol.frames import (
     AGENT_ACTIONS,
     SUPERVISOR_ACTIONS,
     Client,
+    Closing,
     EngagementEvent,
     Error,
     Event,
@@ -48,8 +50,8 @@ from server.bus.base import Delivery, Unsubscribe
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.records import AgentRec
-from server.core.tx import agent_state
-from server.core.views import engagement_view
+from server.core.tx import activity, agent_state
+from server.core.views import conversation, engagement_view
 from server.node import Node
 from server.stats import Figures, all_figures
 from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
@@ -68,6 +70,33 @@ class _Close(Exception):
         self.reason = reason
 
 
+class _Bucket:
+    """A token bucket: `rate` frames a second on average, bursts of up to `burst`."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.tokens = float(burst)
+        self.at = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class _Drain:
+    """Put in a session's outbox after `closing`: the writer closes the socket when it gets there."""
+
+
+_DRAIN = _Drain()
+
+
 class Session:
     role: Role = "agent"
 
@@ -78,7 +107,7 @@ class Session:
         self.codec: Codec = JSON
         self.claims: Claims | None = None
         self.subject = ""
-        self.outbox: asyncio.Queue[ServerFrame | Delivery] = asyncio.Queue(maxsize=self.server.outbound_queue)
+        self.outbox: asyncio.Queue[ServerFrame | Delivery | _Drain] = asyncio.Queue(maxsize=self.server.outbound_queue)
         self.pending: list[Delivery] | None = []
         self.last_seq = 0
         self._subscriptions: dict[str, Unsubscribe] = {}
@@ -118,8 +147,15 @@ class Session:
         offered = list(self.ws.scope.get("subprotocols") or [])
         codec = choose(offered)
         await self.ws.accept(subprotocol=codec.subprotocol if codec and offered else None)
+        crowded = len(self.node.sessions) >= self.server.max_connections
         self.node.sessions.add(self)
         try:
+            if self.node.draining:
+                raise _Close(CloseCode.DRAINING, "this node is draining; connect to another")
+            if crowded:
+                raise _Close(CloseCode.TRY_AGAIN_LATER, "this node is at its connection limit")
+            if not self._origin_allowed():
+                raise _Close(CloseCode.FORBIDDEN, "this page's origin may not open the socket")
             if codec is None:
                 raise _Close(CloseCode.PROTOCOL_VIOLATION, "unsupported subprotocol")
             self.codec = self._codec(codec)
@@ -159,6 +195,20 @@ class Session:
             reader.result()
         if self._failure is not None:
             raise self._failure
+
+    def _origin_allowed(self) -> bool:
+        """Browsers say which page opens a socket: the server's own pages, and the configured
+        `allowed_origins`, may; other sites may not (cross-site WebSocket hijacking). Clients that send
+        no Origin (not browsers) are not concerned."""
+        origin = self.ws.headers.get("origin")
+        if origin is None:
+            return True
+        return origin in self.server.allowed_origins or urlsplit(origin).netloc == self.ws.headers.get("host")
+
+    def drain(self, retry_after_ms: int) -> None:
+        """Tell the client this node is going away, then close with DRAINING once that is written."""
+        self._enqueue(Closing(reason="draining", retry_after_ms=retry_after_ms))
+        self._enqueue(_DRAIN)
 
     def fail(self, code: CloseCode, reason: str) -> None:
         """Give up on this client from code that cannot await: the session closes it and ends."""
@@ -262,12 +312,26 @@ class Session:
         return payload
 
     async def _read(self) -> None:
+        bad = limited = 0
+        bucket = _Bucket(self.server.rate_per_s, self.server.rate_burst, self.node.clock)
         while (payload := await self._receive()) is not None:
             try:
                 frame = self.codec.decode_client(payload)
             except FrameError as exc:
+                bad += 1
+                if bad > self.server.max_bad_frames:
+                    raise _Close(CloseCode.PROTOCOL_VIOLATION, "too many malformed frames") from None
                 self._enqueue(Error(re=exc.re, code=exc.code, message=exc.message))
                 continue
+            bad = 0
+            if not bucket.take():
+                limited += 1
+                if limited > self.server.rate_burst:
+                    raise _Close(CloseCode.RATE_LIMITED, "too many frames, too fast")
+                message = f"More than {self.server.rate_per_s:g} frames a second; this one was dropped"
+                self._enqueue(Error(re=frame.id, code=ErrorCode.RATE_LIMITED, message=message))
+                continue
+            limited = 0
             reply = await self._handle(frame)
             if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
                 self._enqueue(reply)
@@ -319,7 +383,7 @@ class Session:
             return
         self._enqueue(delivery)
 
-    def _enqueue(self, item: ServerFrame | Delivery) -> None:
+    def _enqueue(self, item: ServerFrame | Delivery | _Drain) -> None:
         if self._closing or self._failure is not None:
             return
         try:
@@ -337,6 +401,8 @@ class Session:
         try:
             while True:
                 item = await self.outbox.get()
+                if isinstance(item, _Drain):
+                    raise _Close(CloseCode.DRAINING, "this node is draining; reconnect to another")
                 if isinstance(item, Delivery):
                     await self._deliver(item)
                 elif isinstance(item, Event):
@@ -403,6 +469,9 @@ class AgentSession(Session):
                 name=node.dir.agents[subject].title,
                 status=agent.status,
                 reason=agent.reason,
+                activity=activity(agent),
+                next_status=agent.next.status if agent.next else None,
+                next_reason=agent.next.reason if agent.next else None,
                 engagements=signed.engagements,
                 offers=signed.offers,
                 seq=head,
@@ -431,6 +500,10 @@ class AgentSession(Session):
         if self.signed_in:
             subject, node = self.subject, self.node
             await node.run(lambda tx: lifecycle.disconnect(tx, subject, node.node_id))
+
+    def _stamp(self, event: Event) -> Event:
+        """An agent's seq numbers its logged events only: what the socket itself says (`closing`) has 0."""
+        return event
 
     async def _deliver(self, delivery: Delivery) -> None:
         if delivery.frame is None:  # the broker may have missed events: catch up from the log
@@ -554,7 +627,7 @@ class ConsumerSession(Session):
         await self._send(
             Welcome(re=hello.id, agent=self.subject, role="consumer", status=None, server_time=node.clock())
         )
-        self._enqueue(lifecycle.conversation(node.dir, eng))
+        self._enqueue(conversation(node.dir, eng))
         self.go_live()
 
     async def _act(self, frame: Client) -> ServerFrame:
