@@ -94,10 +94,112 @@ def cmd_routing(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dic
     return report, {"ring latency": report["ring_latency"], "ring latency, no wait": report["ring_latency_not_waiting"]}
 
 
-def cmd_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    from loadtest import routing
+def cmd_fanout(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import fanout, routing
 
-    print(routing.center_toml(routing.Plan(agents=args.agents, rate=0, aht=1, duration=0, manual=args.manual)))
+    peers = [p for p in dict.fromkeys(args.peer or []) if p != "none"]
+    plan = fanout.Plan(
+        clients=args.clients,
+        duration=args.duration,
+        nodes=args.nodes,
+        workers=args.workers,
+        publishers=args.publishers,
+        streams=args.streams,
+        window=args.window,
+        rate=args.rate,
+        size=args.size,
+        queue_size=args.queue_size,
+        peers=peers,
+    )
+    with progress_bar() as bar:
+        results = fanout.run(plan, args.url, bar)
+    samples = {name: figures.pop("_latencies_ms") for name, figures in results.items()}
+    report: dict[str, Any] = {"plan": plan.__dict__, "nodes": args.nodes, "results": results}
+    ours = results["switchboard"]
+    for peer in peers:
+        theirs = results[peer]
+        ratio = ours["delivered_per_s"] / theirs["delivered_per_s"] if theirs["delivered_per_s"] else None
+        report[f"delivered_vs_{peer}"] = round(ratio, 2) if ratio is not None else None
+    if args.json:
+        for name, latencies in samples.items():
+            path = args.json.with_suffix(".png" if name == "switchboard" else f".{name}.png")
+            title = f"delivery latency, {name}, {plan.clients} clients, {args.nodes} node(s)"
+            routing.histogram_png(path, latencies, title)
+    for name, figures in results.items():
+        print(
+            f"fanout {name}: {figures['delivered_per_s']}/s delivered, p50 {figures['p50_ms']} ms, "
+            f"p99 {figures['p99_ms']} ms; {figures['delivered']}/{figures['acked']} delivered, lost {figures['lost']}; "
+            f"CPU: server {figures['server_cpu_pct']}%, load generator {figures['load_generator_cpu_pct']}%"
+        )
+    return report, {f"{name} delivery latency": figures["latency"] for name, figures in results.items()}
+
+
+def cmd_connections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import connections
+    from loadtest.cluster import center
+
+    plan = connections.Plan(
+        clients=args.clients,
+        nodes=args.nodes,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        hold=args.hold,
+        compression=args.compression,
+        queue_size=args.queue_size,
+    )
+    connections.raise_nofile(args.clients + 1024)  # before the nodes start: they inherit it
+    toml = connections.center_toml(args.clients, queue_size=args.queue_size)
+    secret, key = connections.SECRET, connections.API_KEY
+    with center(toml, args.nodes, secret, key, args.url) as c, progress_bar() as bar:
+        report = connections.run(plan, c, bar)
+    report["nodes"] = args.nodes
+    per = report["rss_per_connection_bytes"]
+    print(
+        f"connections: {report['connected']}/{args.clients} welcomed in {report['time_to_all_welcomed_s']} s "
+        f"({report['connect_rate_per_s']}/s), {report['failed']} failed; "
+        f"server RSS {per if per is None else round(per / 1024, 1)} KiB per connection; "
+        f"idle server CPU {report['server_cpu_idle_pct']}%, load generator {report['load_generator_cpu_s']} s"
+    )
+    return report, {"connect (open -> welcome)": report["connect_latency"]}
+
+
+def cmd_storm(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import connections, storm
+    from loadtest.cluster import center
+
+    plan = storm.Plan(
+        clients=args.clients,
+        nodes=args.nodes,
+        workers=args.workers,
+        missed=args.missed,
+        timeout=args.timeout,
+        queue_size=args.queue_size,
+    )
+    connections.raise_nofile(2 * args.clients + 1024)
+    secret, key = connections.SECRET, connections.API_KEY
+    with center(storm.center_toml(plan), args.nodes, secret, key, args.url) as c, progress_bar() as bar:
+        report = storm.run(plan, c, bar)
+    report["nodes"] = args.nodes
+    print(
+        f"storm: {report['resumed']}/{args.clients} resumed in {report['time_to_all_resumed_s']} s, all caught up in "
+        f"{report['time_to_all_caught_up_s']} s; events lost {report['events_lost']}, duplicated "
+        f"{report['events_duplicated']} (of {report['events_in_gaps']} missed); drops noticed in "
+        f"{report['time_to_all_disconnected_s']} s"
+    )
+    return report, {"resume (open -> welcome)": report["resume_latency"], "caught up": report["caught_up_latency"]}
+
+
+def cmd_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import connections, fanout, routing, storm
+
+    if args.which == "routing":
+        print(routing.center_toml(routing.Plan(agents=args.agents, rate=0, aht=1, duration=0, manual=args.manual)))
+    elif args.which == "fanout":
+        print(fanout.center_toml(args.agents, args.queue_size))
+    elif args.which == "connections":
+        print(connections.center_toml(args.agents, queue_size=args.queue_size))
+    else:
+        print(storm.center_toml(storm.Plan(clients=args.agents, missed=args.missed, queue_size=args.queue_size)))
     return {}, {}
 
 
@@ -122,13 +224,63 @@ def main(argv: list[str] | None = None) -> int:
     routing.add_argument("--records", type=Path, help="one JSON line per engagement: created, offered, freed")
     routing.set_defaults(func=cmd_routing)
 
+    fan = sub.add_parser("fanout", help="transcript fragments streamed to agents; optionally vs python-socketio")
+    fan.add_argument("--clients", type=int, default=1000, help="agents, each with one active engagement")
+    fan.add_argument("--duration", type=float, default=10.0, help="seconds of streaming (the measurement window)")
+    fan.add_argument("--nodes", type=int, default=1)
+    fan.add_argument(
+        "--peer",
+        action="append",
+        choices=["socketio", "websockets", "none"],
+        help="also run the same workload on python-socketio (AsyncRedisManager) or a bare websockets server "
+        "(repeatable)",
+    )
+    fan.add_argument("--workers", type=int, default=2, help="load generator processes for the agents")
+    fan.add_argument("--publishers", type=int, default=1, help="load generator processes publishing")
+    fan.add_argument("--streams", type=int, default=4, help="publishing sockets per publisher and node")
+    fan.add_argument("--window", type=int, default=32, help="unanswered frames per publishing socket")
+    fan.add_argument("--rate", type=float, default=0.0, help="fragments per second in all (0: as fast as answered)")
+    fan.add_argument("--size", type=int, default=200, help="bytes of text per fragment")
+    fan.add_argument("--url", help="use this server (running `python -m loadtest config fanout`)")
+    fan.set_defaults(func=cmd_fanout)
+
+    conns = sub.add_parser("connections", help="C idle agent sockets: connect rate, server RSS per connection")
+    conns.add_argument("--clients", type=int, default=1000)
+    conns.add_argument("--nodes", type=int, default=1)
+    conns.add_argument("--workers", type=int, default=2, help="load generator processes")
+    conns.add_argument("--concurrency", type=int, default=256, help="handshakes in flight, all workers together")
+    conns.add_argument("--hold", type=float, default=2.0, help="seconds to stay idle (server CPU while idle)")
+    conns.add_argument(
+        "--compression",
+        choices=["deflate", "none"],
+        default="deflate",
+        help="offer permessage-deflate, as browsers and the client library do (default), or not",
+    )
+    conns.add_argument("--url", help="use this server (running `python -m loadtest config connections`)")
+    conns.set_defaults(func=cmd_connections)
+
+    storm = sub.add_parser("storm", help="every agent drops and reconnects at once, resuming; nothing lost")
+    storm.add_argument("--clients", type=int, default=1000)
+    storm.add_argument("--nodes", type=int, default=1, help="with several, agents come back on the next node")
+    storm.add_argument("--workers", type=int, default=2, help="load generator processes")
+    storm.add_argument("--missed", type=int, default=3, help="status events per agent while they are away")
+    storm.add_argument("--timeout", type=float, default=120.0, help="seconds each phase may take at most")
+    storm.add_argument("--url", help="use this server (running `python -m loadtest config storm`)")
+    storm.set_defaults(func=cmd_storm)
+
     config = sub.add_parser("config", help="print a scenario's server configuration (for --url)")
-    config.add_argument("which", choices=["routing"])
+    config.add_argument("which", choices=["routing", "fanout", "connections", "storm"])
     config.add_argument("--agents", type=int, default=100)
     config.add_argument("--manual", action="store_true")
+    config.add_argument("--missed", type=int, default=3, help="storm: the events missed per agent")
+    config.add_argument("--queue-size", type=int, default=100, help="fanout, connections, storm: agents per queue")
     config.set_defaults(func=cmd_config)
 
-    for scenario in (search, routing):
+    for scenario in (fan, conns, storm):
+        scenario.add_argument(
+            "--queue-size", type=int, default=100, help="agents per queue (routing reads every member of a queue)"
+        )
+    for scenario in (search, routing, fan, conns, storm):
         scenario.add_argument("--json", type=Path, help="write the figures here (and a histogram PNG beside)")
     args = parser.parse_args(argv)
     result, rows = args.func(args)

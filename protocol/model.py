@@ -110,11 +110,13 @@ class Candidate(View, kw_only=True):
 
 
 class Routing(View, kw_only=True):
-    """Why an offer went to whom: the strategy, the rule in words, and every candidate weighed."""
+    """Why an offer went to whom: the strategy, the rule in words, how many agents were eligible, and
+    the best candidates weighed (up to ten, in the strategy's order)."""
 
     strategy: Strategy
     rule: str
     chosen: list[str]
+    eligible: int = 0
     candidates: list[Candidate]
 
 

@@ -53,6 +53,7 @@ def serve(app: Starlette, host: str, port: int, log_level: str, then: Alongside 
         port=port,
         ws="websockets-sansio",
         ws_max_size=node.dir.server.max_frame_bytes,
+        ws_per_message_deflate=False,  # its zlib state costs ~40 KiB per socket; frames are small JSON
         lifespan="on",
         log_level=log_level,
         access_log=False,

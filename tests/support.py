@@ -181,6 +181,7 @@ async def serving(app: Starlette, max_frame_bytes: int = 1 << 20, port: int = 0)
         port=port,
         ws="websockets-sansio",
         ws_max_size=max_frame_bytes,
+        ws_per_message_deflate=False,
         lifespan="on",
         log_level="warning",
         timeout_graceful_shutdown=3,

@@ -7,12 +7,17 @@ history, so "why did this call go to Bob?" has an answer.
 
 from __future__ import annotations
 
+import heapq
+
 from msgspec import Struct
 
 from protocol.model import AgentStatus, Candidate, Channel, Routing, Strategy
 from server.config import AgentCfg, QueueCfg
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Tx
+
+EXPLAINED = 10
+"""How many candidates an offer's history lists: the best ones in the strategy's own order."""
 
 
 def has_room(cfg: AgentCfg, agent: AgentRec, channel: Channel) -> bool:
@@ -45,7 +50,8 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
     """Apply the queue's strategy to the eligible `pool` (non-empty).
 
     Agents who already declined or missed this engagement are passed over while anyone else is
-    eligible; when no one else is, they are offered it again.
+    eligible; when no one else is, they are offered it again. The explanation lists the best
+    `EXPLAINED` candidates in the strategy's order and how many were eligible in all.
     """
     fresh = [a for a in pool if a.id not in engagement.tried]
     retry = not fresh
@@ -62,10 +68,12 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
     rr_last = qrec.rr_last
     match queue.strategy:
         case Strategy.RING_ALL:
+            ranked = heapq.nsmallest(EXPLAINED, picks, key=by_load_then_idle)
             chosen = picks
             rule = f"ring all {len(chosen)} eligible agents; the first to accept takes it"
         case Strategy.MOST_SKILLED:
-            best = min(picks, key=lambda a: (-skills[a.id], *by_load_then_idle(a)))
+            ranked = heapq.nsmallest(EXPLAINED, picks, key=lambda a: (-skills[a.id], *by_load_then_idle(a)))
+            best = ranked[0]
             chosen = [best]
             rule = (
                 f"highest skill priority in the queue ({skills[best.id]}), then least loaded "
@@ -74,14 +82,14 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
         case Strategy.ROUND_ROBIN:
             order = [m.agent for m in tx.dir.members[queue.id]]
             start = order.index(rr_last) + 1 if rr_last in order else 0
-            rotation = order[start:] + order[:start]
-            ids = {a.id for a in picks}
-            best_id = next(i for i in rotation if i in ids)
-            chosen = [a for a in picks if a.id == best_id]
+            by_id = {a.id: a for a in picks}
+            ranked = [by_id[i] for i in order[start:] + order[:start] if i in by_id][:EXPLAINED]
+            chosen = ranked[:1]
             rule = f"next in member order after {rr_last or 'the start'}"
-            rr_last = best_id
+            rr_last = chosen[0].id
         case _:
-            best = min(picks, key=by_load_then_idle)
+            ranked = heapq.nsmallest(EXPLAINED, picks, key=by_load_then_idle)
+            best = ranked[0]
             chosen = [best]
             rule = f"least loaded ({best.load(ch)} on {ch}), then longest idle ({idle(best):.1f}s)"
     if retry:
@@ -91,6 +99,7 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
         strategy=queue.strategy,
         rule=rule,
         chosen=[a.id for a in chosen],
+        eligible=len(pool),
         candidates=[
             Candidate(
                 agent=a.id,
@@ -100,7 +109,7 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
                 priority=skills[a.id],
                 tried=a.id in engagement.tried,
             )
-            for a in pool
+            for a in ranked
         ],
     )
     return Choice([a.id for a in chosen], routing, rr_last)

@@ -20,6 +20,7 @@ from server.transport.session import Session, _Close
 
 class IngestSession(Session):
     role = "ingest"  # type: ignore[assignment]
+    rate_limited = False
 
     def _codec(self, codec: Codec) -> Codec:
         return INGEST_CODECS[codec.subprotocol]

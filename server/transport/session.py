@@ -99,6 +99,8 @@ _DRAIN = _Drain()
 
 class Session:
     role: Role = "agent"
+    rate_limited = True
+    """People's sockets are held to `server.rate_per_s`; a media server's ingest stream is not."""
 
     def __init__(self, websocket: WebSocket, node: Node) -> None:
         self.ws = websocket
@@ -313,7 +315,7 @@ class Session:
 
     async def _read(self) -> None:
         bad = limited = 0
-        bucket = _Bucket(self.server.rate_per_s, self.server.rate_burst, self.node.clock)
+        bucket = _Bucket(self.server.rate_per_s, self.server.rate_burst, self.node.clock) if self.rate_limited else None
         while (payload := await self._receive()) is not None:
             try:
                 frame = self.codec.decode_client(payload)
@@ -324,7 +326,7 @@ class Session:
                 self._enqueue(Error(re=exc.re, code=exc.code, message=exc.message))
                 continue
             bad = 0
-            if not bucket.take():
+            if bucket is not None and not bucket.take():
                 limited += 1
                 if limited > self.server.rate_burst:
                     raise _Close(CloseCode.RATE_LIMITED, "too many frames, too fast")
@@ -553,7 +555,8 @@ class SupervisorSession(Session):
         )
         ids = list(node.dir.agents)
         for agent_id, agent in zip(ids, await node.store.agents(ids), strict=True):
-            self._enqueue(agent_state(node.dir, agent or AgentRec(id=agent_id)))
+            # sent before going live, so a big center's snapshot does not count against the outbound queue
+            await self._send(self._stamp(agent_state(node.dir, agent or AgentRec(id=agent_id))))
         self.go_live()
         self._stats = asyncio.create_task(self._queue_stats())
 

@@ -287,6 +287,7 @@ def test_history_explains_why_the_agent_was_chosen():
     offered = next(h for h in w.engagement(eid).history if h.event == "offered")
     assert offered.agent == "ann" and offered.routing is not None
     assert offered.routing.strategy == "longest_idle"
+    assert offered.routing.eligible == 3
     assert [c.agent for c in offered.routing.candidates] == ["ann", "ben", "cat"]
     idle = {c.agent: c.idle_s for c in offered.routing.candidates}
     assert idle["ann"] > idle["ben"] > idle["cat"]
