@@ -9,7 +9,7 @@ from __future__ import annotations
 from msgspec import Struct, field
 
 from protocol.frames import FragmentIn
-from protocol.model import Acceptance, Activity, AgentStatus, Channel, Engagement, Scalar, Strategy
+from protocol.model import Acceptance, Activity, AgentStatus, Channel, Engagement, Fragment, Scalar, Strategy
 
 
 class Strict(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -102,3 +102,34 @@ class AgentInfo(Struct, kw_only=True):
     connected: bool = False
     engagements: list[str] = field(default_factory=list)
     offers: list[str] = field(default_factory=list)
+
+
+class TranscriptAccepted(Struct, kw_only=True):
+    accepted: int
+    fragments: list[str]
+
+
+class MessageAccepted(Struct, kw_only=True):
+    id: str
+
+
+class TranscriptView(Struct, kw_only=True):
+    engagement: str
+    fragments: list[Fragment]
+
+
+class Person(Struct, kw_only=True):
+    id: str
+    name: str
+    role: str
+    token: str
+
+
+class DemoPeople(Struct, kw_only=True):
+    enabled: bool
+    agents: list[Person] = field(default_factory=list)
+    supervisors: list[Person] = field(default_factory=list)
+
+
+class Health(Struct, kw_only=True):
+    status: str

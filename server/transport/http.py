@@ -18,13 +18,19 @@ from protocol.http import (
     AgentInfo,
     CreatedEngagement,
     CreateEngagement,
+    DemoPeople,
     DispositionInfo,
     ErrorBody,
+    Health,
     MembershipInfo,
+    MessageAccepted,
     MessageIn,
+    Person,
     QueueInfo,
     QueueStats,
+    TranscriptAccepted,
     TranscriptBatch,
+    TranscriptView,
 )
 from protocol.model import Consumer
 from server.auth import AuthError, Role, check_api_key, issue, verify
@@ -156,7 +162,7 @@ async def add_transcript(request: Request) -> Response:
     node = _node(request)
     eid = request.path_params["id"]
     fragments = await node.run(lambda tx: lifecycle.add_fragments(tx, eid, body.fragments))
-    return json_response({"accepted": len(fragments), "fragments": [f.id for f in fragments]}, 202)
+    return json_response(TranscriptAccepted(accepted=len(fragments), fragments=[f.id for f in fragments]), 202)
 
 
 async def add_message(request: Request) -> Response:
@@ -165,7 +171,7 @@ async def add_message(request: Request) -> Response:
     node = _node(request)
     eid = request.path_params["id"]
     message = await node.run(lambda tx: lifecycle.consumer_message(tx, eid, body.text, body.subject, body.sender))
-    return json_response({"id": message.id}, 202)
+    return json_response(MessageAccepted(id=message.id), 202)
 
 
 async def get_engagement(request: Request) -> Response:
@@ -185,7 +191,7 @@ async def get_transcript(request: Request) -> Response:
     eid = request.path_params["id"]
     if await node.store.engagement(eid) is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"No engagement {eid!r}")
-    return json_response({"engagement": eid, "fragments": await node.store.transcript(eid)})
+    return json_response(TranscriptView(engagement=eid, fragments=await node.store.transcript(eid)))
 
 
 async def end_engagement(request: Request) -> Response:
@@ -273,20 +279,15 @@ async def demo_people(request: Request) -> Response:
     node = _node(request)
     server = node.dir.server
     if not server.demo_signin:
-        return json_response({"enabled": False, "agents": [], "supervisors": []})
+        return json_response(DemoPeople(enabled=False))
     now = node.clock()
 
-    def person(id: str, name: str, role: Role) -> dict[str, str]:
-        return {
-            "id": id,
-            "name": name,
-            "role": role,
-            "token": issue(server.secret or "", id, role, server.token_ttl_s, now),
-        }
+    def person(id: str, name: str, role: Role) -> Person:
+        return Person(id=id, name=name, role=role, token=issue(server.secret or "", id, role, server.token_ttl_s, now))
 
     agents = [person(a.id, a.title, "agent") for a in node.dir.agents.values()]
     supervisors = [person(s.id, s.name or s.id, "supervisor") for s in node.dir.supervisors.values()]
-    return json_response({"enabled": True, "agents": agents, "supervisors": supervisors})
+    return json_response(DemoPeople(enabled=True, agents=agents, supervisors=supervisors))
 
 
 async def metrics(request: Request) -> Response:
@@ -301,7 +302,7 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def readyz(request: Request) -> Response:
@@ -313,7 +314,7 @@ async def readyz(request: Request) -> Response:
         problems.append("broker not subscribed")
     if problems:
         return error_response(ErrorCode.UNAVAILABLE, "; ".join(problems), 503)
-    return json_response({"status": "ready"})
+    return json_response(Health(status="ready"))
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
