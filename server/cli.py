@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, token, schema.
+"""The `switchboard` command: serve, token, schema, asyncapi, openapi.
 
 Errors in the configuration are printed as one line naming the key, with exit status 2; the server
 never starts on a config it does not fully understand.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
+from server import logs
 from server.config import Config, ConfigError, load
 
 
@@ -28,8 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.serving import serve
 
     config = _config(args.config)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config, redis_url=args.redis, redis_prefix=args.redis_prefix)
+    logs.configure(args.log_level, args.log_format, app.state.node.node_id)
 
     async def listening(host: str, port: int) -> None:
         print(f"Switchboard listening on http://{host}:{port}", flush=True)
@@ -77,6 +77,20 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from protocol.asyncapi import asyncapi
+
+    print(json.dumps(asyncapi(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from server.openapi import openapi
+
+    print(json.dumps(openapi(), indent=2, sort_keys=True))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="switchboard", description="Real-time routing server for contact centers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -88,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis", metavar="URL", help="share queues with other nodes through this Redis")
     serve.add_argument("--redis-prefix", default="sb", help="key prefix in Redis (one per contact center)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a signed token for an agent or supervisor")
@@ -107,10 +122,17 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--rate", type=float, default=0.2, help="new consumers per second, all queues together")
     demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    demo.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     demo.set_defaults(func=cmd_demo)
 
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)
+
+    asyncapi = sub.add_parser("asyncapi", help="print the WebSocket protocol's AsyncAPI 3 document")
+    asyncapi.set_defaults(func=cmd_asyncapi)
+
+    openapi = sub.add_parser("openapi", help="print the HTTP API's OpenAPI 3.1 document")
+    openapi.set_defaults(func=cmd_openapi)
     return p
 
 

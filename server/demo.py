@@ -243,13 +243,14 @@ async def simulate(life: Life, rate: float, stop: asyncio.Event) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from server import logs
     from server.app import create_app
     from server.config import load
     from server.serving import serve
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load(None)
     app = create_app(config)
+    logs.configure(args.log_level, args.log_format, app.state.node.node_id)
 
     async def simulation(host: str, port: int) -> None:
         base = f"{host}:{port}"

@@ -30,10 +30,32 @@ from server.webhooks import Webhooks
 
 T = TypeVar("T")
 log = logging.getLogger("switchboard.node")
+lifecycle_log = logging.getLogger("switchboard.lifecycle")
 
 
 def random_ids(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _log_transitions(tx: Tx) -> None:
+    """One line per engagement transition, with its ids, so a log search follows an engagement's life."""
+    for eng, step in tx.transitions():
+        agent = step.agent or eng.agent
+        lifecycle_log.info(
+            "engagement %s %s%s%s",
+            eng.id,
+            step.event,
+            f" agent {agent}" if agent else "",
+            f" ({step.reason})" if step.reason else "",
+            extra={
+                "engagement": eng.id,
+                "queue": step.queue or eng.queue,
+                "agent": agent,
+                "offer": step.offer,
+                "event": step.event,
+                "actor": step.actor,
+            },
+        )
 
 
 class Closable(Protocol):
@@ -83,9 +105,12 @@ class Node:
         commit is never stamped earlier than it.
         """
 
+        last: list[Tx] = []
+
         def decide(snapshot: Snapshot) -> tuple[T, Changes]:
             tx = Tx(snapshot, self.dir, self.clock(), self.ids)
             result = command(tx)
+            last[:] = [tx]  # the store may decide again on a conflict: only the last one counts
             return result, tx.changes()
 
         try:
@@ -94,6 +119,8 @@ class Node:
             if exc.code is ErrorCode.UNAVAILABLE:
                 self.metrics.store_errors.inc()
             raise
+        if last and lifecycle_log.isEnabledFor(logging.INFO):
+            _log_transitions(last[0])
         self.metrics.committed(committed.events, committed.notices)
         deliveries = [Delivery(agent_topic(a), e) for a, e in committed.events]
         deliveries += [Delivery(topic, e) for topic, e in committed.notices]

@@ -56,6 +56,7 @@ def serve(app: Starlette, host: str, port: int, log_level: str, then: Alongside 
         ws_per_message_deflate=False,  # its zlib state costs ~40 KiB per socket; frames are small JSON
         lifespan="on",
         log_level=log_level,
+        log_config=None,  # logging is set up by server.logs, in the chosen format
         access_log=False,
     )
     server = DrainingServer(config, node)

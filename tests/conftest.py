@@ -25,3 +25,18 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     server.start()
     yield server
     server.stop(kill=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the protocol conformance suite (tests/conformance/README.md)."""
+    group = parser.getgroup("conformance", "protocol conformance suite (tests/conformance)")
+    group.addoption("--server-url", help="run tests/conformance against this server (ws://HOST:PORT)")
+    group.addoption("--api-key", help="the server's ingest API key (with --server-url)")
+    group.addoption("--secret", help="the server's token secret, to sign HS256 tokens (with --server-url)")
+    group.addoption("--supervisor", default="sam", help="a supervisor id of the server's config (default: sam)")
+    group.addoption(
+        "--max-timer-wait",
+        type=float,
+        default=16.0,
+        help="longest a conformance test waits on one of the server's timers before skipping (seconds)",
+    )

@@ -74,3 +74,32 @@ def test_serve_with_no_arguments_runs_the_demo():
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_json_logs_follow_an_engagement_with_its_ids():
+    config = load(None)
+    with subprocess.Popen(
+        [str(EXE), "serve", "--port", "0", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and url is None:
+                if m := re.search(r"listening on (http://\S+)", proc.stdout.readline()):
+                    url = m.group(1)
+            assert url, "the server did not say where it listens"
+            key = {"Authorization": f"Bearer {config.server.api_keys[0]}"}
+            created = httpx.post(f"{url}/v1/engagements", json={"queue": "support-voice"}, headers=key).json()
+            assert httpx.post(f"{url}/v1/engagements/{created['id']}/end", headers=key).status_code == 200
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line is JSON
+    mine = [line for line in lines if line.get("engagement") == created["id"]]
+    assert [line["event"] for line in mine] == ["created", "abandoned"]
+    assert all(line["node"] and line["queue"] == "support-voice" and line["level"] == "info" for line in mine)
+    assert "created" in mine[0]["message"] and mine[1]["actor"] == "consumer"

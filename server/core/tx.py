@@ -18,7 +18,7 @@ from typing import Protocol
 from msgspec import Struct, field
 
 from protocol.frames import AgentState, EngagementEvent, Event, StatusEvent
-from protocol.model import Activity, AgentStatus, Channel, Fragment
+from protocol.model import Activity, AgentStatus, Channel, Fragment, HistoryEntry
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.views import conversation, engagement_view
@@ -202,6 +202,14 @@ class Tx:
     def disarm(self, key: str) -> None:
         self._arm.pop(key, None)
         self._disarm.add(key)
+
+    def transitions(self) -> list[tuple[EngagementRec, HistoryEntry]]:
+        """The history entries this transaction appended (histories only grow), for the node's log."""
+        steps: list[tuple[EngagementRec, HistoryEntry]] = []
+        for engagement_id, before in self._engagement_before.items():
+            after = self._engagements[engagement_id]
+            steps += [(after, entry) for entry in after.history[len(before.history) if before else 0 :]]
+        return steps
 
     def changes(self) -> Changes:
         events = list(self._events)

@@ -107,10 +107,12 @@ def require_reader(request: Request) -> None:
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() == "bearer" and token:
         try:
-            verify(node.dir.server.secret or "", token.strip(), node.clock())
-            return
+            claims = verify(node.dir.server.secret or "", token.strip(), node.clock())
         except AuthError as exc:
             raise ApiError(ErrorCode.UNAUTHORIZED, f"Bad credentials: {exc}") from None
+        if claims.role == "consumer":  # a consumer sees their conversation on their socket, nothing more
+            raise ApiError(ErrorCode.FORBIDDEN, "A consumer's token cannot read engagements")
+        return
     raise ApiError(ErrorCode.UNAUTHORIZED, "Send `Authorization: Bearer <api key or token>`")
 
 
@@ -317,6 +319,13 @@ async def readyz(request: Request) -> Response:
     return json_response(Health(status="ready"))
 
 
+async def openapi_document(request: Request) -> Response:
+    """This API's OpenAPI document, generated from the Structs (docs/openapi.json is its committed copy)."""
+    from server.openapi import document_bytes  # here, not at the top: server.openapi reads STATUS_OF above
+
+    return Response(document_bytes(), media_type="application/json")
+
+
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.code, exc.message, exc.status)
@@ -355,4 +364,5 @@ routes = [
     Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/openapi.json", openapi_document, methods=["GET"]),
 ]

@@ -45,6 +45,7 @@ from protocol.frames import (
     Watch,
     Welcome,
 )
+from server import logs
 from server.auth import AuthError, Claims, Role, verify
 from server.bus.base import Delivery, Unsubscribe
 from server.core import lifecycle
@@ -277,6 +278,7 @@ class Session:
             raise _Close(CloseCode.FORBIDDEN, "a token for someone else cannot be used on this socket")
         self.claims = claims
         self.subject = claims.sub
+        logs.bind(**{{"consumer": "engagement"}.get(self.role, self.role): claims.sub})
 
     async def _hello(self) -> Hello | None:
         try:
@@ -353,7 +355,8 @@ class Session:
             self.node.metrics.requests.labels(tag, exc.code).inc()
             return Error(re=frame.id, code=exc.code, message=exc.message)
         except Exception:
-            log.exception("%s %s failed on %s", self.role, self.subject, type(frame).__name__)
+            engagement = getattr(frame, "engagement", None)
+            log.exception("%s %s failed on %s", self.role, self.subject, tag, extra={"engagement": engagement})
             self.node.metrics.requests.labels(tag, ErrorCode.INTERNAL).inc()
             return Error(re=frame.id, code=ErrorCode.INTERNAL, message="internal error; it has been logged")
         self.node.metrics.requests.labels(tag, "ok").inc()

@@ -43,10 +43,14 @@ async def test_a_body_over_the_limit_is_413(live: Running, api: httpx.AsyncClien
 
 async def test_engagement_reads_need_a_key_or_a_token(live: Running, api: httpx.AsyncClient):
     eid = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["id"]
+    consumer = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["consumer_token"]
     async with httpx.AsyncClient(base_url=live.http) as other:
         assert (await other.get(f"/v1/engagements/{eid}")).status_code == 401
         as_agent = await other.get(f"/v1/engagements/{eid}", headers={"Authorization": f"Bearer {token('ann')}"})
         assert as_agent.status_code == 200 and as_agent.json()["id"] == eid
+        for path in (f"/v1/engagements/{eid}", f"/v1/engagements/{eid}/transcript"):  # notes, profile, history
+            as_consumer = await other.get(path, headers={"Authorization": f"Bearer {consumer}"})
+            assert (as_consumer.status_code, as_consumer.json()["code"]) == (403, "forbidden")
     missing = await api.get("/v1/engagements/e-missing")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     end_missing = await api.post("/v1/engagements/e-missing/end")
