@@ -28,7 +28,7 @@ from protocol.model import (
 RequestId = str | int | None
 
 
-class ClientFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=True, kw_only=True):
+class ClientFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     """Base of what clients send. `id` is optional; a frame with `id` gets exactly one reply."""
 
     id: RequestId = None
@@ -161,7 +161,7 @@ AGENT_ACTIONS: tuple[type[ClientFrame], ...] = typing.get_args(AgentAction)
 SUPERVISOR_ACTIONS: tuple[type[ClientFrame], ...] = typing.get_args(SupervisorAction)
 
 
-class ServerFrame(Struct, tag_field="type", kw_only=True):
+class ServerFrame(Struct, tag_field="type", kw_only=True, gc=False):
     """Base of what the server sends."""
 
 
@@ -212,7 +212,7 @@ class Pong(Reply, tag="pong", kw_only=True):
     server_time: float = 0.0
 
 
-class Hit(Struct, kw_only=True):
+class Hit(Struct, kw_only=True, gc=False):
     fragment: str
     speaker: str
     ts: float
@@ -317,7 +317,7 @@ Server = (
 )
 
 
-class FragmentIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class FragmentIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     """A transcript fragment as a media server sends it; the server assigns ids to those without."""
 
     id: str | None = None
@@ -327,7 +327,7 @@ class FragmentIn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     ts: float | None = None
 
 
-class IngestFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=True, kw_only=True):
+class IngestFrame(Struct, tag_field="type", frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     """Base of what media servers send on `/v1/ingest`."""
 
     id: RequestId = None

@@ -77,8 +77,11 @@ class CancelReason(enum.StrEnum):
     TAKEN = "taken"
 
 
-class View(Struct, kw_only=True, omit_defaults=False):
-    """Base of wire views: keyword-only so that fields can be added with defaults in any order."""
+class View(Struct, kw_only=True, omit_defaults=False, gc=False):
+    """Base of wire views: keyword-only so that fields can be added with defaults in any order.
+
+    Views, like every frame, are plain data that never refer back to themselves: `gc=False` keeps them
+    out of the garbage collector, whose full collections would otherwise stall a busy node."""
 
 
 class Consumer(View, kw_only=True):
@@ -120,7 +123,7 @@ class Routing(View, kw_only=True):
     candidates: list[Candidate]
 
 
-class HistoryEntry(Struct, kw_only=True, omit_defaults=True):
+class HistoryEntry(Struct, kw_only=True, omit_defaults=True, gc=False):
     """One transition of an engagement: when, who did it (`actor`), and what changed. `agent` is the
     agent the step concerns; `former` the agent who held it before (on transfers)."""
 

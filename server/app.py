@@ -70,7 +70,9 @@ def create_app(
         members = {q: [m.agent for m in ms] for q, ms in directory.members.items()}
         # a pool that makes a burst wait for a connection rather than fail
         client = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=10))
-        store = RedisStore(client, prefix=redis_prefix, log_size=config.server.event_log_size, queue_members=members)
+        store = RedisStore(
+            client, prefix=redis_prefix, log_size=config.server.event_log_size, queue_members=members, publish=True
+        )
         broker = RedisBroker(client, prefix=redis_prefix, node_id=node_id)
         poll_s = 0.05  # other nodes arm timers too: poll rather than wait to be woken
     node = Node(

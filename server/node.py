@@ -124,7 +124,7 @@ class Node:
         self.metrics.committed(committed.events, committed.notices)
         deliveries = [Delivery(agent_topic(a), e) for a, e in committed.events]
         deliveries += [Delivery(topic, e) for topic, e in committed.notices]
-        if deliveries:
+        if deliveries and not committed.published:
             await self.broker.publish(deliveries)
         if committed.timers_armed:
             self._wake.set()

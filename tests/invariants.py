@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from protocol.model import EngagementState, Strategy
+from protocol.model import Channel, EngagementState, Strategy
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, QueueRec
 
@@ -70,15 +70,19 @@ def violations(
             eng = engs.get(ref.engagement)
             if eng is None or not any(o.id == oid and o.agent == agent.id for o in eng.offers):
                 problems.append(f"{agent.id} has offer {oid} that its engagement does not")
-        for channel in agent.busy_channels():
+        for channel in _busy(agent):
             if agent.load(channel) > cfg.capacity.get(channel, 0):
                 problems.append(f"{agent.id} over capacity on {channel}: {agent.load(channel)}")
-        busy = agent.busy_channels()
+        busy = _busy(agent)
         for channel in busy:
             blocked = set(cfg.blocks.get(channel, ())) & (busy - {channel})
             if blocked:
                 problems.append(f"{agent.id} holds {channel} with {sorted(blocked)} which it blocks")
     return problems
+
+
+def _busy(agent: AgentRec) -> set[Channel]:
+    return {h.channel for h in agent.holds.values()} | {o.channel for o in agent.offers.values()}
 
 
 ACQUIRE = {"offered", "assigned"}

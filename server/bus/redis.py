@@ -2,9 +2,11 @@
 
 One channel per topic (`sb:{sb}:ev:agent:alice`), subscribed while at least one local socket wants
 it. Each delivery is encoded once (MessagePack) and published once, whatever the number of nodes and
-sockets that receive it. Pub/sub is at-most-once: when the subscription connection drops, the broker
-reconnects and re-subscribes by itself, and then tells every local handler to resync (read what it
-missed from the store's per-agent log), which is how nothing is lost across a Redis blip.
+sockets that receive it; what a transaction sends is published by the store's commit script itself,
+in the same round trip, so an event is never logged without being published. Pub/sub is
+at-most-once: when the subscription connection drops, the broker reconnects and re-subscribes by
+itself, and then tells every local handler to resync (read what it missed from the store's per-agent
+log), which is how nothing is lost across a Redis blip.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
+from msgspec.structs import replace
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from protocol.frames import Server
+from protocol.frames import Event, Server, ServerFrame
 from server.bus.base import Delivery, Handler, Unsubscribe
 from server.bus.hub import Hub
 from server.store.redis import Keys
@@ -28,6 +31,15 @@ from server.store.redis import Keys
 log = logging.getLogger("switchboard.bus")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Server).decode
+
+
+def _message(data: bytes) -> ServerFrame:
+    """`<seq>|<frame>`: the store's commit publishes an agent event with the seq it just gave it
+    (the frame itself was encoded before it had one); `0` keeps the frame as it is."""
+    head, _, blob = data.partition(b"|")
+    frame = _decode(blob)
+    seq = int(head)
+    return replace(cast(Event, frame), seq=seq) if seq else frame
 
 
 class RedisBroker:
@@ -54,7 +66,7 @@ class RedisBroker:
     async def publish(self, deliveries: Sequence[Delivery]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery in deliveries:
-                pipe.publish(self.keys.channel(delivery.topic), _encode(delivery.frame))
+                pipe.publish(self.keys.channel(delivery.topic), b"0|" + _encode(delivery.frame))
             await pipe.execute()
 
     async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe:
@@ -95,8 +107,8 @@ class RedisBroker:
             channel = message["channel"]
             topic = (channel.decode() if isinstance(channel, bytes) else channel)[prefix:]
             try:
-                frame = _decode(message["data"])
-            except msgspec.DecodeError:
+                frame = _message(message["data"])
+            except (msgspec.DecodeError, ValueError):
                 log.error("undecodable event on %s dropped", topic)
                 continue
             self.hub.dispatch(Delivery(topic, frame))

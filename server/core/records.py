@@ -3,7 +3,9 @@
 Records are frozen; the core makes changed copies (`msgspec.structs.replace`) and hands them to the
 transaction, so a refused command leaves nothing half-written. Three kinds: one per agent, one per
 engagement, one per queue (its waiting line). They are encoded with MessagePack by stores that
-serialise, so every field has a default or is required from the start.
+serialise, so every field has a default or is required from the start. They are plain values that
+never refer back to themselves, so they are kept out of the garbage collector (`gc=False`): a node
+holding thousands of them does not stall to scan them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from protocol.model import (
 )
 
 
-class WaitEntry(Struct, frozen=True, array_like=True):
+class WaitEntry(Struct, frozen=True, array_like=True, gc=False):
     """One engagement waiting in a queue. `since` survives declines, so time waiting keeps counting."""
 
     engagement: str
@@ -34,20 +36,20 @@ class WaitEntry(Struct, frozen=True, array_like=True):
         return (-self.priority, self.since, self.engagement)
 
 
-class QueueRec(Struct, frozen=True, kw_only=True):
+class QueueRec(Struct, frozen=True, kw_only=True, gc=False):
     id: str
     waiting: tuple[WaitEntry, ...] = ()
     rr_last: str | None = None
 
 
-class Hold(Struct, frozen=True, array_like=True):
+class Hold(Struct, frozen=True, array_like=True, gc=False):
     """An engagement an agent holds: its channel and where it is in its lifecycle."""
 
     channel: Channel
     state: EngagementState
 
 
-class OfferRef(Struct, frozen=True, array_like=True):
+class OfferRef(Struct, frozen=True, array_like=True, gc=False):
     """A ring an agent has, from the agent's side."""
 
     engagement: str
@@ -55,12 +57,12 @@ class OfferRef(Struct, frozen=True, array_like=True):
     expires_at: float
 
 
-class NextStatus(Struct, frozen=True, array_like=True):
+class NextStatus(Struct, frozen=True, array_like=True, gc=False):
     status: AgentStatus
     reason: str | None
 
 
-class AgentRec(Struct, frozen=True, kw_only=True):
+class AgentRec(Struct, frozen=True, kw_only=True, gc=False):
     """An agent's live state. `sessions` counts open sockets per node (so a dead node's can be written off);
     `idle_since` feeds longest-idle routing."""
 
@@ -80,18 +82,16 @@ class AgentRec(Struct, frozen=True, kw_only=True):
 
     def load(self, channel: Channel) -> int:
         """Engagements held or ringing on `channel`: what counts against capacity."""
-        held = sum(1 for h in self.holds.values() if h.channel is channel)
-        return held + sum(1 for o in self.offers.values() if o.channel is channel)
-
-    def busy_channels(self) -> set[Channel]:
-        return {h.channel for h in self.holds.values()} | {o.channel for o in self.offers.values()}
+        held = [h.channel for h in self.holds.values()]
+        ringing = [o.channel for o in self.offers.values()]
+        return held.count(channel) + ringing.count(channel)
 
     def in_live_work(self) -> bool:
         """Holding a live engagement or its wrap-up: a status change waits for the end of it."""
         return any(h.channel.is_live for h in self.holds.values())
 
 
-class Offer(Struct, frozen=True, array_like=True):
+class Offer(Struct, frozen=True, array_like=True, gc=False):
     """A ring, from the engagement's side."""
 
     id: str
@@ -99,7 +99,7 @@ class Offer(Struct, frozen=True, array_like=True):
     expires_at: float
 
 
-class EngagementRec(Struct, frozen=True, kw_only=True):
+class EngagementRec(Struct, frozen=True, kw_only=True, gc=False):
     id: str
     queue: str
     channel: Channel

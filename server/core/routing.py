@@ -21,10 +21,17 @@ EXPLAINED = 10
 
 
 def has_room(cfg: AgentCfg, agent: AgentRec, channel: Channel) -> bool:
-    """Capacity left on `channel`, and nothing held or ringing that blocks it."""
-    if agent.load(channel) >= cfg.capacity.get(channel, 0):
+    """Capacity left on `channel`, and nothing held or ringing that blocks it.
+
+    Every routing decision asks this of every member of the queue, so it is one pass, no allocation.
+    """
+    capacity = cfg.capacity.get(channel, 0)
+    if not agent.holds and not agent.offers:
+        return capacity > 0
+    busy = [h.channel for h in agent.holds.values()] + [o.channel for o in agent.offers.values()]
+    if any(channel in cfg.blocks.get(b, ()) for b in busy):
         return False
-    return not any(channel in cfg.blocks.get(busy, ()) for busy in agent.busy_channels())
+    return busy.count(channel) < capacity
 
 
 def available(agent: AgentRec) -> bool:

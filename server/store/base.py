@@ -24,12 +24,14 @@ Decide = Callable[[Snapshot], tuple[T, Changes]]
 
 class Committed(Struct, Generic[T]):
     """What a transaction did: its result, its agent events with the `seq` each was given, in order,
-    and its notices for other topics (to publish as they are)."""
+    and its notices for other topics (to publish as they are). `published`: the store already
+    published events and notices with the commit itself (a store that is also the broker's transport)."""
 
     result: T
     events: list[tuple[str, Event]] = field(default_factory=list)
     notices: list[tuple[str, Event]] = field(default_factory=list)
     timers_armed: bool = False
+    published: bool = False
 
 
 class Store(Protocol):

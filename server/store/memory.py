@@ -9,11 +9,12 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+import msgspec
 from msgspec.structs import replace
 
-from protocol.frames import Event
+from protocol.frames import Event, Server
 from protocol.model import Fragment
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.store.base import Committed, Decide, T
@@ -28,7 +29,9 @@ class MemoryStore:
         self._agents: dict[str, AgentRec] = {}
         self._engagements: dict[str, EngagementRec] = {}
         self._queues: dict[str, QueueRec] = {}
-        self._logs: dict[str, deque[Event]] = {}
+        self._logs: dict[str, deque[tuple[int, bytes]]] = {}  # encoded: no objects for the GC to scan
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._decode = msgspec.msgpack.Decoder(Server).decode
         self._seqs: dict[str, int] = {}
         self._timers: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
@@ -53,7 +56,7 @@ class MemoryStore:
             log = self._logs.get(agent_id)
             if log is None:
                 log = self._logs[agent_id] = deque(maxlen=self.log_size)
-            log.append(stamped)
+            log.append((seq, self._encode(stamped)))
             events.append((agent_id, stamped))
         for key in changes.disarm:
             self._timers.pop(key, None)
@@ -88,9 +91,9 @@ class MemoryStore:
         if after >= latest:
             return [] if after == latest else None
         log = self._logs.get(agent_id, deque())
-        if not log or log[0].seq > after + 1:
+        if not log or log[0][0] > after + 1:
             return None
-        return [e for e in log if e.seq > after]
+        return [cast(Event, self._decode(raw)) for seq, raw in log if seq > after]
 
     async def claim_due(self, now: float, limit: int) -> list[str]:
         claimed: list[str] = []

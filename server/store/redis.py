@@ -32,6 +32,7 @@ from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Changes
 from server.store.base import Committed, Decide, T
+from server.topics import agent_topic
 
 MAX_ATTEMPTS = 64
 BURIED_TTL_S = 7 * 24 * 3600  # a node written off and never seen again is forgotten after a week
@@ -123,8 +124,10 @@ class RedisStore:
         log_size: int = 1000,
         lease_s: float = 30.0,
         queue_members: Mapping[str, list[str]] | None = None,
+        publish: bool = False,
     ) -> None:
         self.redis = client
+        self.publish = publish
         self.keys = Keys(prefix)
         self.log_size = log_size
         self.lease_s = lease_s
@@ -157,6 +160,8 @@ class RedisStore:
             seqs = await self._apply(cache, snapshot.read, writes, changes)
             if seqs is not None:
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
+                if self.publish:  # the commit published them too: one round trip, and never one without the other
+                    return Committed(result, events, changes.notices, bool(changes.arm), published=True)
                 return Committed(result, events, changes.notices, bool(changes.arm))
             stale = list(snapshot.read | set(writes))
             cache.clear()
@@ -206,13 +211,18 @@ class RedisStore:
             [[at(k), blob(data)] for k, data in writes.items()],
             [[key, repr(due)] for key, due in changes.arm.items()],
             sorted(changes.disarm),
-            [[at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))] for a, e in changes.events],
+            [
+                [at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))]
+                + ([self.keys.channel(agent_topic(a))] if self.publish else [])
+                for a, e in changes.events
+            ],
             self.log_size,
             [
                 [at(self.keys.transcript(eid)), at(self.keys.transcript_index(eid)), f.id, blob(_encode(f))]
                 for eid, fragments in changes.fragments.items()
                 for f in fragments
             ],
+            [[self.keys.channel(topic), blob(_encode(e))] for topic, e in changes.notices] if self.publish else [],
         ]
         ok, detail = await self._commit(keys=keys, args=[_encode(plan), *blobs])
         return [int(s) for s in detail] if ok == 1 else None

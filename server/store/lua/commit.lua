@@ -3,20 +3,22 @@
 -- KEYS[1]  timers (zset: timer key -> due time)
 -- KEYS[2]  in-flight timers (zset: timer key -> lease expiry)
 -- KEYS[3..] the record, seq and log keys the plan refers to by index
--- ARGV[1]  the plan, MessagePack: {checks, writes, arm, disarm, events, log_size, fragments}
+-- ARGV[1]  the plan, MessagePack: {checks, writes, arm, disarm, events, log_size, fragments, publish}
 --   checks  {{key index, version}, ...}   version 0 means "did not exist"
 --   writes  {{key index, blob index}, ...}  each write bumps the record's version
 --   arm     {{timer key, due}, ...}       due as a string, to keep every digit
 --   disarm  {timer key, ...}
---   events  {{seq key index, log key index, blob index}, ...}  in commit order
+--   events  {{seq key index, log key index, blob index, channel?}, ...}  in commit order; with a
+--            channel, the event is also published there as "<seq>|<blob>"
 --   fragments {{list key index, index key index, fragment id, blob index}, ...}  transcript upserts:
 --            a new id is appended to the list, a known one replaced where it stands
+--   publish {{channel, blob index}, ...}  unnumbered notices, published as "0|<blob>"
 -- ARGV[2..] the blobs (encoded records and events), passed apart because cmsgpack has no binary type
 --
 -- Returns {1, {seq, ...}} (one seq per event, in order), or {0, key} naming a record that changed.
 local plan = cmsgpack.unpack(ARGV[1])
-local checks, writes, arm, disarm, events, log_size, fragments =
-  plan[1], plan[2], plan[3], plan[4], plan[5], plan[6], plan[7]
+local checks, writes, arm, disarm, events, log_size, fragments, publish =
+  plan[1], plan[2], plan[3], plan[4], plan[5], plan[6], plan[7], plan[8]
 
 for _, check in ipairs(checks) do
   local have = redis.call('HGET', KEYS[check[1]], 'v')
@@ -53,6 +55,12 @@ local seqs = {}
 for _, event in ipairs(events) do
   local seq = redis.call('INCR', KEYS[event[1]])
   redis.call('XADD', KEYS[event[2]], 'MAXLEN', log_size, seq .. '-1', 'e', ARGV[event[3]])
+  if event[4] then
+    redis.call('PUBLISH', event[4], seq .. '|' .. ARGV[event[3]])
+  end
   seqs[#seqs + 1] = seq
+end
+for _, notice in ipairs(publish or {}) do
+  redis.call('PUBLISH', notice[1], '0|' .. ARGV[notice[2]])
 end
 return {1, seqs}
