@@ -66,6 +66,7 @@ from protocol.frames import (
     Welcome,
     WrapUpDone,
 )
+from protocol.schema import components
 
 REF = "#/components/schemas/{name}"
 
@@ -246,7 +247,7 @@ def _channel_ref(socket: Socket, kind: type[msgspec.Struct]) -> dict[str, str]:
 
 def asyncapi() -> dict[str, Any]:
     """The whole document, from the server's point of view (AsyncAPI 3 describes one application)."""
-    (client, server, ingest), schemas = msgspec.json.schema_components([Client, Server, Ingest], ref_template=REF)
+    (client, server, ingest), schemas = components([Client, Server, Ingest], ref_template=REF)
     schemas = {"ClientFrame": client, "ServerFrame": server, "IngestFrame": ingest, **schemas}
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}

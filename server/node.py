@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
 from protocol.codes import CloseCode, ErrorCode
@@ -31,6 +32,25 @@ from server.webhooks import Webhooks
 T = TypeVar("T")
 log = logging.getLogger("switchboard.node")
 lifecycle_log = logging.getLogger("switchboard.lifecycle")
+
+
+_caused: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("switchboard_caused", default=None)
+
+
+@contextlib.contextmanager
+def caused_events() -> Iterator[dict[str, int]]:
+    """Collect, for the commands run inside, the last `seq` each agent's events were given.
+
+    A socket answers a request only once the events the request caused are in its outbox (with a
+    shared broker they come back over pub/sub, possibly after the command returned), so that a client
+    always sees the consequences of a request before its `ok`.
+    """
+    caused: dict[str, int] = {}
+    token = _caused.set(caused)
+    try:
+        yield caused
+    finally:
+        _caused.reset(token)
 
 
 def random_ids(prefix: str) -> str:
@@ -122,6 +142,10 @@ class Node:
         if last and lifecycle_log.isEnabledFor(logging.INFO):
             _log_transitions(last[0])
         self.metrics.committed(committed.events, committed.notices)
+        caused = _caused.get()
+        if caused is not None:
+            for agent_id, event in committed.events:
+                caused[agent_id] = event.seq
         deliveries = [Delivery(agent_topic(a), e) for a, e in committed.events]
         deliveries += [Delivery(topic, e) for topic, e in committed.notices]
         if deliveries and not committed.published:

@@ -16,8 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import msgspec
-
 from protocol import VERSION
 from protocol.codes import ERROR_HELP, ErrorCode
 from protocol.http import (
@@ -35,6 +33,7 @@ from protocol.http import (
     TranscriptView,
 )
 from protocol.model import Engagement
+from protocol.schema import components as schema_components
 from server.transport.http import STATUS_OF
 
 REF = "#/components/schemas/{name}"
@@ -349,7 +348,7 @@ def openapi() -> dict[str, Any]:
     kinds = [ErrorBody]
     for op in OPERATIONS:
         kinds += [k for k in (op.answer, op.body) if k is not None and k not in kinds]
-    refs, components = msgspec.json.schema_components(kinds, ref_template=REF)
+    refs, components = schema_components(kinds, ref_template=REF)
     schemas = dict(zip(kinds, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:

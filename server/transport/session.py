@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from msgspec.structs import replace
@@ -53,13 +53,16 @@ from server.core.errors import Refused
 from server.core.records import AgentRec
 from server.core.tx import activity, agent_state
 from server.core.views import conversation, engagement_view
-from server.node import Node
+from server.node import Node, caused_events
 from server.stats import Figures, all_figures
 from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
 from server.transport.actions import agent_action, supervisor_action
 
 log = logging.getLogger("switchboard.session")
 CLOSE_TIMEOUT_S = 2.0
+HOLD_S = 1.0
+"""How long a reply waits for the events its request caused to come back over the broker before the
+session reads them from the store's log instead."""
 STATS_INTERVAL_S = 0.5
 MAX_WATCHES = 50
 
@@ -110,13 +113,21 @@ class Session:
         self.codec: Codec = JSON
         self.claims: Claims | None = None
         self.subject = ""
-        self.outbox: asyncio.Queue[ServerFrame | Delivery | _Drain] = asyncio.Queue(maxsize=self.server.outbound_queue)
+        # Thousands of sockets sit idle for hours: an idle session keeps only its reading coroutine and
+        # a few plain fields. The outbox is a list, written by a task that exists only while there is
+        # something to write; `fail` cancels the reading coroutine instead of a task waiting on an event.
+        self.outbox: list[ServerFrame | Delivery | _Drain] = []
         self.pending: list[Delivery] | None = []
         self.last_seq = 0
+        self._queued_seq = 0  # the highest agent seq put in the outbox
+        self._floor = 0  # no reply before this seq is queued (sign-in's own events)
+        self._held: list[tuple[int, ServerFrame]] = []  # replies waiting for the events they caused
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._subscriptions: dict[str, Unsubscribe] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._live = False
+        self._reading: asyncio.Task[Any] | None = None
         self._closing = False
-        self._failed = asyncio.Event()
         self._failure: _Close | None = None
 
     # --- what each kind of socket decides --------------------------------------------------------
@@ -183,19 +194,20 @@ class Session:
             await self._teardown()
 
     async def _until_done(self) -> None:
-        """Read until the client leaves, or until the outbound side gives up on it (`fail`)."""
-        reader = asyncio.create_task(self._read())
-        failed = asyncio.create_task(self._failed.wait())
+        """Read until the client leaves, or until the outbound side gives up on it (`fail` cancels
+        this read; any other cancellation goes on up)."""
+        if self._failure is not None:
+            raise self._failure
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading = task
         try:
-            await asyncio.wait({reader, failed}, return_when=asyncio.FIRST_COMPLETED)
+            await self._read()
+        except asyncio.CancelledError:
+            if self._failure is None or task.uncancel() > 0:
+                raise
         finally:
-            failed.cancel()
-            if not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-        if reader.done() and not reader.cancelled():
-            reader.result()
+            self._reading = None
         if self._failure is not None:
             raise self._failure
 
@@ -217,10 +229,14 @@ class Session:
         """Give up on this client from code that cannot await: the session closes it and ends."""
         if self._failure is None:
             self._failure = _Close(code, reason)
-            self._failed.set()
+            if self._reading is not None and self._reading is not asyncio.current_task():
+                self._reading.cancel()
 
     async def _teardown(self) -> None:
         """Whatever happened, stop writing, unsubscribe, and record that this socket is gone."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         try:
             if self._writer is not None:
                 self._writer.cancel()
@@ -257,9 +273,10 @@ class Session:
     def go_live(self) -> None:
         """Queue what arrived during the handshake, then start writing."""
         backlog, self.pending = self.pending or [], None
+        self._live = True
         for delivery in backlog:
             self._enqueue(delivery)
-        self._writer = asyncio.create_task(self._write())
+        self._wake_writer()
 
     # --- handshake -------------------------------------------------------------------------------
 
@@ -325,7 +342,7 @@ class Session:
                 bad += 1
                 if bad > self.server.max_bad_frames:
                     raise _Close(CloseCode.PROTOCOL_VIOLATION, "too many malformed frames") from None
-                self._enqueue(Error(re=exc.re, code=exc.code, message=exc.message))
+                self._reply(Error(re=exc.re, code=exc.code, message=exc.message))
                 continue
             bad = 0
             if bucket is not None and not bucket.take():
@@ -333,12 +350,13 @@ class Session:
                 if limited > self.server.rate_burst:
                     raise _Close(CloseCode.RATE_LIMITED, "too many frames, too fast")
                 message = f"More than {self.server.rate_per_s:g} frames a second; this one was dropped"
-                self._enqueue(Error(re=frame.id, code=ErrorCode.RATE_LIMITED, message=message))
+                self._reply(Error(re=frame.id, code=ErrorCode.RATE_LIMITED, message=message))
                 continue
             limited = 0
-            reply = await self._handle(frame)
+            with caused_events() as caused:
+                reply = await self._handle(frame)
             if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
-                self._enqueue(reply)
+                self._reply(reply, caused.get(self.subject, 0) if self.role == "agent" else 0)
 
     async def _handle(self, frame: Client) -> ServerFrame | None:
         claims = self.claims
@@ -381,20 +399,65 @@ class Session:
 
     def _on_delivery(self, delivery: Delivery) -> None:
         if self.pending is not None:
-            if len(self.pending) >= self.outbox.maxsize:
+            if len(self.pending) >= self.server.outbound_queue:
                 self._overflow()
             else:
                 self.pending.append(delivery)
             return
         self._enqueue(delivery)
 
+    def _reply(self, reply: ServerFrame, after: int = 0) -> None:
+        """Queue a reply behind the events its request caused (`after`: the last of their seqs) and
+        behind the earlier replies still waiting for theirs, so replies keep their requests' order."""
+        after = max(after, self._floor)
+        if not self._held and after <= self._queued_seq:
+            self._enqueue(reply)
+            return
+        if len(self._held) >= self.server.outbound_queue:
+            self._overflow()
+            return
+        self._held.append((after, reply))
+        if self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(HOLD_S, self._stop_holding)
+
+    def _release(self) -> None:
+        """Queue the held replies whose events are now queued."""
+        while self._held and self._held[0][0] <= self._queued_seq:
+            self._enqueue(self._held.pop(0)[1])
+        if not self._held and self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+
+    def _stop_holding(self) -> None:
+        """The broker did not bring the events back in time (at-most-once pub/sub): have the writer
+        read them from the store's log, then send the replies."""
+        self._hold_timer = None
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self._enqueue(Delivery.resync(""))
+        self._queued_seq = max(self._queued_seq, held[-1][0])
+        for _, reply in held:
+            self._enqueue(reply)
+
     def _enqueue(self, item: ServerFrame | Delivery | _Drain) -> None:
         if self._closing or self._failure is not None:
             return
-        try:
-            self.outbox.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self.outbox) >= self.server.outbound_queue:
             self._overflow()
+            return
+        self.outbox.append(item)
+        self._wake_writer()
+        if isinstance(item, Delivery) and item.frame is not None:
+            seq = getattr(item.frame, "seq", 0)
+            if seq > self._queued_seq:
+                self._queued_seq = seq
+                if self._held:
+                    self._release()
+
+    def _wake_writer(self) -> None:
+        if self._live and self.outbox and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._write())
 
     def _overflow(self) -> None:
         log.warning("%s %s is not reading; disconnecting", self.role, self.subject)
@@ -403,9 +466,10 @@ class Session:
         self.fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
 
     async def _write(self) -> None:
+        """Write what is in the outbox, in order, then end (the next `_enqueue` starts another)."""
         try:
-            while True:
-                item = await self.outbox.get()
+            while self.outbox and not self._closing:
+                item = self.outbox.pop(0)
                 if isinstance(item, _Drain):
                     raise _Close(CloseCode.DRAINING, "this node is draining; reconnect to another")
                 if isinstance(item, Delivery):
@@ -464,7 +528,8 @@ class AgentSession(Session):
         resumed = replay is not None
         if hello.resume_from is not None:
             node.metrics.resumes.labels("resumed" if resumed else "fresh").inc()
-        signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
+        with caused_events() as caused:
+            signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
         self.signed_in = True
         agent = signed.agent
         await self._send(
@@ -493,6 +558,8 @@ class AgentSession(Session):
                     await self._send(event)
                     self.last_seq = event.seq
             self.last_seq = max(self.last_seq, head)
+        self._queued_seq = self.last_seq
+        self._floor = caused.get(subject, 0)  # the sign-in's events come before any reply
         self.go_live()
 
     async def _act(self, frame: Client) -> ServerFrame:

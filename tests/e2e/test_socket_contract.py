@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import httpx
 import msgspec
@@ -11,7 +12,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from clients.agent import AgentClient, SupervisorClient
+from server.app import create_app
 from server.auth import issue
+from server.bus.base import Delivery
+from server.bus.memory import MemoryBroker
 from tests.e2e.conftest import AppFactory, Raw, center_config, raw_agent
 from tests.support import API_KEY, SECRET, Running, serving, token
 
@@ -151,6 +155,53 @@ async def test_msgpack_subprotocol_uses_binary_frames(live: Running):
         frames = [msgspec.msgpack.decode(await ws.recv()) for _ in range(2)]
         assert [f["type"] for f in frames] == ["status", "pong"]  # sign-in's status event, then the reply
         assert frames[1]["re"] == 2
+
+
+async def frames_until_reply(ws: object, request_id: int) -> list[dict]:
+    """Every frame, in arrival order, up to and including the reply to `request_id`."""
+    frames: list[dict] = []
+    async with asyncio.timeout(5):
+        while not frames or frames[-1].get("re") != request_id:
+            frames.append(json.loads(await ws.recv()))  # type: ignore[attr-defined]
+    return frames
+
+
+def kinds(frames: list[dict]) -> list[str]:
+    return [f["type"] + (f":{f['engagement']['state']}" if f["type"] == "engagement" else "") for f in frames]
+
+
+async def test_replies_come_after_the_events_their_request_caused(live: Running, api: httpx.AsyncClient):
+    async with connect(f"{live.ws}/v1/agent") as ws:
+        await ws.send(json.dumps({"type": "hello", "id": 1, "token": token("ann")}))
+        await ws.send(json.dumps({"type": "set_status", "id": 2, "status": "ready"}))
+        assert kinds(await frames_until_reply(ws, 2)) == ["welcome", "status", "status", "ok"]  # signed in, ready
+        await api.post("/v1/engagements", json={"queue": "chat"})  # auto-accept: it lands on ann
+        chat = json.loads(await ws.recv())
+        assert chat["type"] == "engagement" and chat["engagement"]["state"] == "active"
+        eid = chat["engagement"]["id"]
+        await ws.send(json.dumps({"type": "end", "id": 3, "engagement": eid}))
+        await ws.send(json.dumps({"type": "ping", "id": 4}))
+        frames = await frames_until_reply(ws, 4)
+        assert kinds(frames) == ["engagement:wrap_up", "ok", "pong"], frames
+        assert frames[1]["re"] == 3
+
+
+class LosingBroker(MemoryBroker):
+    """Loses every `status` event on its way to the sockets, as Redis pub/sub may lose any message."""
+
+    async def publish(self, deliveries: Sequence[Delivery]) -> None:
+        await super().publish([d for d in deliveries if getattr(d.frame, "type", None) != "status"])
+
+
+async def test_a_reply_whose_events_the_broker_lost_follows_them_read_from_the_log():
+    app = create_app(center_config(), broker=LosingBroker())
+    async with serving(app) as running, connect(f"{running.ws}/v1/agent") as ws:
+        await ws.send(json.dumps({"type": "hello", "id": 1, "token": token("ann")}))
+        await ws.send(json.dumps({"type": "set_status", "id": 2, "status": "ready"}))
+        frames = await frames_until_reply(ws, 2)
+    assert kinds(frames) == ["welcome", "status", "status", "ok"]
+    assert [f["seq"] for f in frames[1:3]] == [frames[0]["seq"] + 1, frames[0]["seq"] + 2]
+    assert frames[2]["status"] == "ready"
 
 
 async def test_json_is_the_default_and_unknown_subprotocols_are_refused(live: Running):
