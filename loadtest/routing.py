@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
+import uvloop
 
 from loadtest.cluster import Center
 from loadtest.stats import percentiles
@@ -49,6 +51,7 @@ class Outcome:
     created: dict[str, float] = field(default_factory=dict)
     offered: dict[str, float] = field(default_factory=dict)
     freed: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
     worker_cpu_s: float = 0.0
 
 
@@ -81,6 +84,26 @@ def center_toml(plan: Plan) -> str:
 # --- the agents, in worker processes ------------------------------------------------------------
 
 
+class _Eng(msgspec.Struct):
+    id: str
+    agent: str | None = None
+    state: str = ""
+
+
+class _Frame(msgspec.Struct):
+    """The fields of a server frame the simulated agents look at (the decoder skips the rest)."""
+
+    type: str
+    re: int | None = None
+    offer: str | None = None
+    engagement: _Eng | str | None = None
+    code: str = ""
+
+
+_decode = msgspec.json.Decoder(_Frame).decode
+_encode = msgspec.json.Encoder().encode
+
+
 def agent_worker(
     ws_urls: list[str],
     ids: list[str],
@@ -90,70 +113,84 @@ def agent_worker(
     ready: MpEvent,
     stop: MpEvent,
 ) -> None:
-    import uvloop
-
     uvloop.run(_agents(ws_urls, ids, secret, plan, results, ready, stop))
 
 
 async def _agents(
     ws_urls: list[str], ids: list[str], secret: str, plan: Plan, results: mp.Queue[Any], ready: MpEvent, stop: MpEvent
 ) -> None:
-    from clients.agent import AgentClient
+    """This worker's agents on raw sockets: the time a ring or assignment arrives is read as the frame
+    comes off the socket, before anything else runs, so the generator adds as little as it can."""
+    from loadtest.connections import open_agent, request
     from server.auth import issue
 
     rng = random.Random(plan.seed * 7919 + int(ids[0][1:]))
     offered: dict[str, float] = {}
     freed: dict[str, float] = {}
-    clients = []
+    errors: dict[str, int] = {}
+    desks = []
     for i, agent in enumerate(ids):
-        client = AgentClient(ws_urls[i % len(ws_urls)], issue(secret, agent, "agent", 24 * 3600), request_timeout=60)
-        await client.open()
-        await client.set_status("ready")
-        clients.append(client)
+        ws, _ = await open_agent(ws_urls[i % len(ws_urls)], issue(secret, agent, "agent", 24 * 3600))
+        await request(ws, {"type": "set_status", "id": 1, "status": "ready"}, lambda _: None)
+        desks.append(_Desk(agent, ws, plan, rng, offered, freed, errors))
     ready.set()
-    loop = asyncio.get_running_loop()
-    handling: set[asyncio.Task[None]] = set()
-    desks = [asyncio.create_task(_desk(c, plan, rng, offered, freed, handling)) for c in clients]
-    await loop.run_in_executor(None, stop.wait)
-    if handling:  # let the last wrap-ups finish and be recorded
-        await asyncio.wait(handling, timeout=10)
-    for desk in desks:
-        desk.cancel()
-    await asyncio.gather(*desks, return_exceptions=True)
-    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    tasks = [asyncio.create_task(desk.run()) for desk in desks]
+    await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(desk.ws.close() for desk in desks), return_exceptions=True)
     cpu = os.times()
-    results.put({"offered": offered, "freed": freed, "cpu_s": cpu.user + cpu.system})
+    results.put({"offered": offered, "freed": freed, "errors": errors, "cpu_s": cpu.user + cpu.system})
 
 
-async def _desk(
-    client: Any,
-    plan: Plan,
-    rng: random.Random,
-    offered: dict[str, float],
-    freed: dict[str, float],
-    handling: set[asyncio.Task[None]],
-) -> None:
+class _Desk:
     """One agent: take what comes, talk for Exp(aht), end, wrap up at once, ready again."""
-    from protocol.frames import EngagementEvent, Ring
 
-    me = client.welcome.agent
-    async for event in client.events():
-        if isinstance(event, Ring):
-            offered.setdefault(event.engagement.id, time.time())
-            await client.accept(event.offer)
-        elif isinstance(event, EngagementEvent) and event.engagement.agent == me and event.engagement.state == "active":
-            eid = event.engagement.id
-            offered.setdefault(eid, time.time())
-            task = asyncio.get_running_loop().create_task(_handle(client, eid, rng.expovariate(1 / plan.aht), freed))
-            handling.add(task)
-            task.add_done_callback(handling.discard)
+    def __init__(
+        self,
+        agent: str,
+        ws: Any,
+        plan: Plan,
+        rng: random.Random,
+        offered: dict[str, float],
+        freed: dict[str, float],
+        errors: dict[str, int],
+    ) -> None:
+        self.agent, self.ws, self.plan, self.rng = agent, ws, plan, rng
+        self.offered, self.freed, self.errors = offered, freed, errors
+        self.wrapping: dict[int, str] = {}  # request id of a wrap_up_done -> its engagement
+        self.next_id = 1
+        self.started: set[str] = set()
+        self.talks: set[asyncio.Task[None]] = set()
 
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for raw in self.ws:
+            now = time.time()
+            frame = _decode(raw)
+            eng = frame.engagement
+            if frame.type == "ring" and isinstance(eng, _Eng):
+                self.offered.setdefault(eng.id, now)
+                await self.ws.send(_encode({"type": "accept", "offer": frame.offer}).decode())
+            elif frame.type == "engagement" and isinstance(eng, _Eng) and eng.agent == self.agent:
+                if eng.state == "active" and eng.id not in self.started:
+                    self.offered.setdefault(eng.id, now)  # auto-accept: the assignment is the offer
+                    self.started.add(eng.id)
+                    talk = loop.create_task(self._talk(eng.id, self.rng.expovariate(1 / self.plan.aht)))
+                    self.talks.add(talk)
+                    talk.add_done_callback(self.talks.discard)
+            elif frame.type == "ok" and frame.re in self.wrapping:
+                self.freed[self.wrapping.pop(frame.re)] = now
+            elif frame.type == "error":
+                self.errors[frame.code] = self.errors.get(frame.code, 0) + 1
 
-async def _handle(client: Any, eid: str, talk_s: float, freed: dict[str, float]) -> None:
-    await asyncio.sleep(talk_s)
-    await client.end(eid)
-    await client.wrap_up_done(eid)
-    freed[eid] = time.time()
+    async def _talk(self, eid: str, talk_s: float) -> None:
+        await asyncio.sleep(talk_s)
+        self.next_id += 1
+        self.wrapping[self.next_id] = eid
+        await self.ws.send(_encode({"type": "end", "engagement": eid}).decode())
+        await self.ws.send(_encode({"type": "wrap_up_done", "id": self.next_id, "engagement": eid}).decode())
 
 
 # --- arrivals, in the main process ---------------------------------------------------------------
@@ -163,10 +200,12 @@ async def arrivals(
     http_urls: list[str], api_key: str, plan: Plan, outcome: Outcome, progress: Callable[[int], None]
 ) -> None:
     """Poisson arrivals at `plan.rate` for `plan.duration`, spread over the nodes."""
+    import aiohttp
+
     rng = random.Random(plan.seed)
     headers = {"Authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as api:
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(30)) as api:
         pending: set[asyncio.Task[None]] = set()
         start = time.perf_counter()
         at = 0.0
@@ -186,11 +225,11 @@ async def arrivals(
         await asyncio.gather(*pending)
 
 
-async def _create(api: httpx.AsyncClient, base: str, outcome: Outcome, n: int) -> None:
+async def _create(api: Any, base: str, outcome: Outcome, n: int) -> None:
     created = time.time()
-    response = await api.post(f"{base}/v1/engagements", json={"queue": "load", "variables": {"n": n}})
-    response.raise_for_status()
-    outcome.created[response.json()["id"]] = created
+    async with api.post(f"{base}/v1/engagements", json={"queue": "load", "variables": {"n": n}}) as response:
+        response.raise_for_status()
+        outcome.created[(await response.json())["id"]] = created
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -239,6 +278,7 @@ def analyse(plan: Plan, outcome: Outcome, wall_s: float) -> dict[str, Any]:
     return {
         "plan": plan.__dict__,
         "engagements": {"created": len(outcome.created), "offered": len(outcome.offered), "completed": len(done)},
+        "errors": outcome.errors,
         "throughput_per_s": round(len(done) / span, 2) if span > 0 else 0.0,
         "ring_latency": percentiles(latency),
         "ring_latency_not_waiting": percentiles([x for x in latency if x <= WAITED_S]),
@@ -313,15 +353,17 @@ def run(plan: Plan, center: Center, progress: Callable[[str, int, int], None]) -
     outcome = Outcome()
     expected = int(plan.rate * plan.duration)
     started = time.perf_counter()
-    asyncio.run(arrivals(center.http_urls, center.api_key, plan, outcome, lambda n: progress("arrivals", n, expected)))
+    uvloop.run(arrivals(center.http_urls, center.api_key, plan, outcome, lambda n: progress("arrivals", n, expected)))
     drain_deadline = time.perf_counter() + 10 * plan.aht + 30
-    asyncio.run(_wait_for_completion(center, outcome, plan, drain_deadline, progress))
+    uvloop.run(_wait_for_completion(center, outcome, plan, drain_deadline, progress))
     wall = time.perf_counter() - started
     stop.set()
     for _ in workers:
         part = results.get(timeout=60)
         outcome.offered.update(part["offered"])
         outcome.freed.update(part["freed"])
+        for code, n in part["errors"].items():
+            outcome.errors[code] = outcome.errors.get(code, 0) + n
         outcome.worker_cpu_s += part["cpu_s"]
     for worker in workers:
         worker.join(30)

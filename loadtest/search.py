@@ -21,6 +21,7 @@ from server.app import create_app
 from server.auth import issue
 from server.config import from_mapping
 from server.search import Searcher, fold, words
+from server.wsprotocol import LeanWebSocketProtocol
 
 WORDS = [
     "bonjour",
@@ -120,7 +121,7 @@ async def bench_socket(fragments: list[Fragment], rounds: int) -> dict[str, Any]
     )
     app = create_app(config)
     server = uvicorn.Server(
-        uvicorn.Config(app, port=0, log_level="warning", ws="websockets-sansio", ws_max_size=64 << 20)
+        uvicorn.Config(app, port=0, log_level="warning", ws=LeanWebSocketProtocol, ws_max_size=64 << 20)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

@@ -118,9 +118,9 @@ class Routing(View, kw_only=True):
 
     strategy: Strategy
     rule: str
-    chosen: list[str]
+    chosen: tuple[str, ...]
     eligible: int = 0
-    candidates: list[Candidate]
+    candidates: tuple[Candidate, ...]
 
 
 class HistoryEntry(Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -136,7 +136,7 @@ class HistoryEntry(Struct, kw_only=True, omit_defaults=True, gc=False):
     offer: str | None = None
     queue: str | None = None
     reason: str | None = None
-    codes: list[str] | None = None
+    codes: tuple[str, ...] | None = None
     routing: Routing | None = None
 
 

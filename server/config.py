@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 from msgspec import Struct, field
@@ -156,12 +156,14 @@ class Directory:
         self.agents: dict[str, AgentCfg] = {a.id: a for a in config.agents}
         self.supervisors: dict[str, SupervisorCfg] = {s.id: s for s in config.supervisors}
         self.members: dict[str, list[Member]] = {q.id: [] for q in config.queues}
+        self.room: dict[str, dict[Channel, Room]] = {a.id: _rooms(a) for a in config.agents}
         self.skills: dict[str, dict[str, int]] = {}
         for agent in config.agents:
             self.skills[agent.id] = {}
             for m in agent.memberships():
                 self.members[m.id].append(Member(agent.id, m.priority))
                 self.skills[agent.id][m.id] = m.priority
+        self.member_ids: dict[str, list[str]] = {q: [m.agent for m in ms] for q, ms in self.members.items()}
         self.contacts_by_id = {c.id: c for c in config.address_book}
         self.contacts_by_phone = {_digits(c.phone): c for c in config.address_book if c.phone}
         self.contacts_by_email = {c.email.lower(): c for c in config.address_book if c.email}
@@ -181,6 +183,21 @@ class Directory:
         if email and email.lower() in self.contacts_by_email:
             return self.contacts_by_email[email.lower()]
         return None
+
+
+class Room(NamedTuple):
+    """What one agent may take on one channel: how many at once, and the channels whose engagements
+    (held or ringing) block it. Worked out once, because routing asks it of every member every time."""
+
+    capacity: int
+    blocked_by: frozenset[Channel]
+
+
+def _rooms(agent: AgentCfg) -> dict[Channel, Room]:
+    return {
+        ch: Room(agent.capacity.get(ch, 0), frozenset(b for b, blocked in agent.blocks.items() if ch in blocked))
+        for ch in Channel
+    }
 
 
 def _digits(phone: str) -> str:

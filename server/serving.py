@@ -1,5 +1,6 @@
-"""Running an app under uvicorn as `switchboard serve` and `switchboard demo` do: uvloop, the
-websockets-sansio protocol, the frame limit, and a graceful drain on the first SIGTERM or Ctrl-C.
+"""Running an app under uvicorn as `switchboard serve` and `switchboard demo` do: uvloop, the lean
+websockets-sansio protocol (`server.wsprotocol`), the frame limit, and a graceful drain on the first
+SIGTERM or Ctrl-C.
 
 On the first signal the node drains (clients get `closing` and move to another node with
 `resume_from`), then uvicorn shuts down and the process exits 0; a second signal stops at once.
@@ -18,6 +19,7 @@ import uvloop
 from starlette.applications import Starlette
 
 from server.node import Node
+from server.wsprotocol import LeanWebSocketProtocol
 
 
 class DrainingServer(uvicorn.Server):
@@ -52,7 +54,7 @@ def serve(app: Starlette, host: str, port: int, log_level: str, then: Alongside 
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         ws_max_size=node.dir.server.max_frame_bytes,
         ws_per_message_deflate=False,  # its zlib state costs ~40 KiB per socket; frames are small JSON
         lifespan="on",

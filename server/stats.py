@@ -29,7 +29,7 @@ def figures(
     for member in directory.members[queue_id]:
         rec = agents.get(member.agent) or AgentRec(id=member.agent)
         counts[rec.status.value] += 1
-        if available(rec) and has_room(directory.agents[member.agent], rec, queue.channel):
+        if available(rec) and has_room(directory.room[member.agent][queue.channel], rec, queue.channel):
             free += 1
     longest = round(max((now - w.since for w in waiting), default=0.0), 3)
     return Figures(waiting=len(waiting), longest_wait_s=longest, agents=counts, available=free)

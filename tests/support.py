@@ -23,6 +23,7 @@ from server.core.lifecycle import NewEngagement
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Tx
 from server.store.memory import MemoryStore
+from server.wsprotocol import LeanWebSocketProtocol
 
 T = TypeVar("T")
 SECRET = "test-secret-0123456789-0123456789-abcdef"
@@ -179,7 +180,7 @@ async def serving(app: Starlette, max_frame_bytes: int = 1 << 20, port: int = 0)
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,  # as `switchboard serve` runs it
         ws_max_size=max_frame_bytes,
         ws_per_message_deflate=False,
         lifespan="on",

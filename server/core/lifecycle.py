@@ -523,7 +523,7 @@ def transfer(
         if agent == eng.agent:
             raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is already {agent}'s")
         target = tx.agent(agent)
-        if not target.connected or not has_room(tx.dir.agents[agent], target, eng.channel):
+        if not target.connected or not has_room(tx.dir.room[agent][eng.channel], target, eng.channel):
             raise Refused(ErrorCode.NO_CAPACITY, f"{agent} is not signed in with room for a {eng.channel} engagement")
     former = eng.agent
     if eng.state is S.QUEUED:
@@ -589,7 +589,7 @@ def dispose(tx: Tx, agent_id: str, engagement_id: str, codes: list[str]) -> Enga
             f"Unknown disposition {unknown[0]!r} for queue {eng.queue!r}; allowed: {sorted(allowed)}",
         )
     unique = tuple(dict.fromkeys(codes))
-    eng = _history(tx, replace(eng, dispositions=unique), "disposition", agent_actor(agent_id), codes=list(unique))
+    eng = _history(tx, replace(eng, dispositions=unique), "disposition", agent_actor(agent_id), codes=tuple(unique))
     tx.put_engagement(eng)
     _notify(tx, eng)
     return eng

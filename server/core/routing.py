@@ -12,7 +12,7 @@ import heapq
 from msgspec import Struct
 
 from protocol.model import AgentStatus, Candidate, Channel, Routing, Strategy
-from server.config import AgentCfg, QueueCfg
+from server.config import QueueCfg, Room
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Tx
 
@@ -20,31 +20,41 @@ EXPLAINED = 10
 """How many candidates an offer's history lists: the best ones in the strategy's own order."""
 
 
-def has_room(cfg: AgentCfg, agent: AgentRec, channel: Channel) -> bool:
-    """Capacity left on `channel`, and nothing held or ringing that blocks it.
-
-    Every routing decision asks this of every member of the queue, so it is one pass, no allocation.
-    """
-    capacity = cfg.capacity.get(channel, 0)
+def has_room(room: Room, agent: AgentRec, channel: Channel) -> bool:
+    """Capacity left on `channel` (`room`: the agent's, from `Directory.room`), and nothing held or
+    ringing that blocks it. Every routing decision asks this of every member of the queue: one pass,
+    no allocation."""
     if not agent.holds and not agent.offers:
-        return capacity > 0
-    busy = [h.channel for h in agent.holds.values()] + [o.channel for o in agent.offers.values()]
-    if any(channel in cfg.blocks.get(b, ()) for b in busy):
-        return False
-    return busy.count(channel) < capacity
+        return room.capacity > 0
+    used = 0
+    blocked_by = room.blocked_by
+    for busy in (agent.holds, agent.offers):
+        for item in busy.values():
+            if item.channel is channel:
+                used += 1
+            elif item.channel in blocked_by:
+                return False
+    return used < room.capacity
 
 
 def available(agent: AgentRec) -> bool:
     """Signed in, ready, and not about to change status."""
-    if not agent.connected or agent.status is not AgentStatus.READY:
+    if agent.status is not AgentStatus.READY or not agent.sessions:
         return False
     return agent.next is None or agent.next.status is AgentStatus.READY
 
 
 def candidates(tx: Tx, queue: QueueCfg) -> list[AgentRec]:
     """Members of the queue who could take one more of its engagements now, in member order."""
-    members = tx.agents([m.agent for m in tx.dir.members[queue.id]])
-    return [a for a in members if available(a) and has_room(tx.dir.agents[a.id], a, queue.channel)]
+    rooms, ch, ready = tx.dir.room, queue.channel, AgentStatus.READY
+    return [
+        a
+        for a in tx.agents(tx.dir.member_ids[queue.id])
+        if a.status is ready
+        and a.sessions
+        and (a.next is None or a.next.status is ready)
+        and has_room(rooms[a.id][ch], a, ch)
+    ]
 
 
 class Choice(Struct, frozen=True):
@@ -63,7 +73,7 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
     fresh = [a for a in pool if a.id not in engagement.tried]
     retry = not fresh
     picks = fresh or pool
-    skills = {m.agent: m.priority for m in tx.dir.members[queue.id]}
+    skills = {a.id: tx.dir.skills[a.id][queue.id] for a in pool}
     ch = queue.channel
 
     def idle(a: AgentRec) -> float:
@@ -87,7 +97,7 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
                 f"({best.load(ch)} on {ch}), then longest idle ({idle(best):.1f}s)"
             )
         case Strategy.ROUND_ROBIN:
-            order = [m.agent for m in tx.dir.members[queue.id]]
+            order = tx.dir.member_ids[queue.id]
             start = order.index(rr_last) + 1 if rr_last in order else 0
             by_id = {a.id: a for a in picks}
             ranked = [by_id[i] for i in order[start:] + order[:start] if i in by_id][:EXPLAINED]
@@ -105,9 +115,9 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
     routing = Routing(
         strategy=queue.strategy,
         rule=rule,
-        chosen=[a.id for a in chosen],
+        chosen=tuple(a.id for a in chosen),
         eligible=len(pool),
-        candidates=[
+        candidates=tuple(
             Candidate(
                 agent=a.id,
                 idle_s=round(idle(a), 3),
@@ -117,6 +127,6 @@ def choose(tx: Tx, queue: QueueCfg, qrec: QueueRec, engagement: EngagementRec, p
                 tried=a.id in engagement.tried,
             )
             for a in ranked
-        ],
+        ),
     )
     return Choice([a.id for a in chosen], routing, rr_last)

@@ -144,9 +144,15 @@ class Tx:
         return self.snapshot.agent(agent_id) or AgentRec(id=agent_id)
 
     def agents(self, agent_ids: list[str]) -> list[AgentRec]:
-        unread = [a for a in agent_ids if a not in self._agents]
-        fetched = dict(zip(unread, self.snapshot.agents(unread), strict=True)) if unread else {}
-        return [self._agents.get(a) or fetched.get(a) or AgentRec(id=a) for a in agent_ids]
+        """Several agents at once (routing reads a whole queue): one batch read of those not written yet."""
+        written = self._agents
+        unread = [a for a in agent_ids if a not in written] if written else agent_ids
+        fetched = iter(self.snapshot.agents(unread) if unread else ())
+        out: list[AgentRec] = []
+        for agent_id in agent_ids:
+            rec = written[agent_id] if agent_id in written else next(fetched)
+            out.append(rec if rec is not None else AgentRec(id=agent_id))
+        return out
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         if engagement_id in self._engagements:

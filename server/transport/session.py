@@ -174,6 +174,7 @@ class Session:
                 raise _Close(CloseCode.PROTOCOL_VIOLATION, "unsupported subprotocol")
             self.codec = self._codec(codec)
             url_token = self._url_credential()
+            self._forget_headers()
             if url_token:
                 self._authenticate(url_token)
             hello = await self._hello()
@@ -219,6 +220,12 @@ class Session:
         if origin is None:
             return True
         return origin in self.server.allowed_origins or urlsplit(origin).netloc == self.ws.headers.get("host")
+
+    def _forget_headers(self) -> None:
+        """The handshake's headers are read (origin, credentials); an agent's socket lives all day, and
+        ten thousand copies of a browser's headers are memory for nothing."""
+        self.ws.scope["headers"] = []
+        self.ws.__dict__.pop("_headers", None)  # Starlette's parsed copy
 
     def drain(self, retry_after_ms: int) -> None:
         """Tell the client this node is going away, then close with DRAINING once that is written."""
@@ -484,6 +491,9 @@ class Session:
             self.fail(close.code, close.reason)
         except Refused as exc:
             self.fail(CloseCode.TRY_AGAIN_LATER, exc.message)
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None  # a quiet socket keeps no finished task
 
     def _stamp(self, event: Event) -> Event:
         """Number an event of this socket's own (agent events come numbered by the store)."""
