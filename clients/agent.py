@@ -8,6 +8,8 @@
 Every request gets a future resolved by the reply with the same `re`; an `error` reply raises
 `RequestFailed` with its code, and no reply within the timeout raises `RequestTimeout`. Events keep
 their order and update `last_seq`, which `resume()` uses to pick up exactly where the socket dropped.
+The events `next_event` skips while it waits for the one asked for are kept, in order, for the next
+read (`next_event`, `events()` or `drain()`), so mixing the two ways of reading loses nothing.
 With `auto_reconnect=True` the client does that by itself after a drop, with jittered exponential
 backoff, and the event stream just goes on (`state` says `connected` or `reconnecting`).
 """
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
@@ -108,7 +111,10 @@ class _Client:
         auto_reconnect: bool = False,
         max_backoff_s: float = 10.0,
         on_state: Callable[[str], None] | None = None,
+        max_kept: int = 10_000,
     ) -> None:
+        """`max_kept` bounds the events kept for later reads after `next_event` skipped them: past it, the
+        oldest kept ones are dropped (a client that only ever waits for rings must not grow forever)."""
         self.url = url.rstrip("/")
         if not self.url.endswith(self.path):
             self.url += self.path
@@ -124,6 +130,7 @@ class _Client:
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[Any, asyncio.Future[ServerFrame]] = {}
         self._events: asyncio.Queue[ServerFrame | ConnectionClosed] = asyncio.Queue()
+        self._kept: deque[ServerFrame] = deque(maxlen=max_kept)  # skipped by `next_event`, older than `_events`
         self._closed: ConnectionClosed | None = None
         self.auto_reconnect = auto_reconnect
         self.max_backoff_s = max_backoff_s
@@ -310,8 +317,12 @@ class _Client:
     # --- events ----------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ServerFrame]:
-        """Server frames that are not replies, in order; ends when the connection closes."""
+        """Server frames that are not replies, in order (those `next_event` skipped first); ends when the
+        connection closes."""
         while True:
+            if self._kept:
+                yield self._kept.popleft()
+                continue
             item = await self._events.get()
             if isinstance(item, ConnectionClosed):
                 self._events.put_nowait(item)
@@ -319,7 +330,16 @@ class _Client:
             yield item
 
     async def next_event(self, *types: str, timeout: float = 5.0, where: Callable[[Any], bool] | None = None) -> Any:
-        """The next event of one of `types` (and matching `where`), skipping others; raises on timeout."""
+        """The next event of one of `types` (and matching `where`); raises on timeout. The events it
+        passes over are kept, in order, for the next read."""
+
+        def wanted(item: ServerFrame) -> bool:
+            return (not types or _tag(item) in types) and (where is None or where(item))
+
+        for i, kept in enumerate(self._kept):
+            if wanted(kept):
+                del self._kept[i]
+                return kept
 
         async def wait() -> ServerFrame:
             while True:
@@ -327,8 +347,9 @@ class _Client:
                 if isinstance(item, ConnectionClosed):
                     self._events.put_nowait(item)
                     raise item
-                if (not types or _tag(item) in types) and (where is None or where(item)):
+                if wanted(item):
                     return item
+                self._kept.append(item)
 
         try:
             async with asyncio.timeout(timeout):
@@ -337,8 +358,9 @@ class _Client:
             raise RequestTimeout(f"no {' or '.join(types) or 'event'} within {timeout}s") from None
 
     def drain(self) -> list[ServerFrame]:
-        """Events received so far and not yet consumed."""
-        out = []
+        """Events received so far and not yet consumed (those `next_event` skipped first), in order."""
+        out = list(self._kept)
+        self._kept.clear()
         while not self._events.empty():
             item = self._events.get_nowait()
             if isinstance(item, ConnectionClosed):

@@ -189,6 +189,34 @@ def cmd_storm(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[
     return report, {"resume (open -> welcome)": report["resume_latency"], "caught up": report["caught_up_latency"]}
 
 
+def cmd_chaos(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import chaos
+    from loadtest.stats import percentiles
+
+    plan = chaos.Plan(
+        nodes=args.nodes,
+        agents=args.agents,
+        rate=args.rate,
+        aht=args.aht,
+        duration=args.duration,
+        faults=tuple(f for f in args.faults.split(",") if f and f != "none"),
+        fault_every=args.fault_every,
+        seed=args.seed,
+        workers=args.workers,
+        settle=args.settle,
+        kill_down_s=args.kill_down,
+        redis_down_s=args.redis_down,
+    )
+    with progress_bar() as bar:
+        report = chaos.run(plan, bar, args.workdir)
+    print(chaos.summary(report))
+    rows = {"time to offer": report["time_to_offer"]}
+    for kind in report["faults_by_kind"]:
+        times = [f["recovery_s"] for f in report["faults"] if f["kind"] == kind and f["recovery_s"] is not None]
+        rows[f"recovery, {kind}"] = percentiles(times)
+    return report, rows
+
+
 def cmd_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     from loadtest import connections, fanout, routing, storm
 
@@ -268,6 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     storm.add_argument("--url", help="use this server (running `python -m loadtest config storm`)")
     storm.set_defaults(func=cmd_storm)
 
+    chaos = sub.add_parser("chaos", help="nodes and Redis killed, restarted and frozen under load; invariants checked")
+    chaos.add_argument("--nodes", type=int, default=3)
+    chaos.add_argument("--agents", type=int, default=24)
+    chaos.add_argument("--rate", type=float, default=4.0, help="arrivals per second")
+    chaos.add_argument("--aht", type=float, default=2.0, help="mean handle time, seconds")
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+    chaos.add_argument("--faults", default="kill,redis,pause", help="kinds of fault, comma-separated (or none)")
+    chaos.add_argument("--fault-every", type=float, default=10.0, help="seconds between faults (at least one each)")
+    chaos.add_argument("--seed", type=int, default=1, help="draws the arrivals, the agents' choices and the faults")
+    chaos.add_argument("--workers", type=int, default=2, help="load generator processes for the agents")
+    chaos.add_argument("--settle", type=float, default=60.0, help="seconds the cluster may take to finish the work")
+    chaos.add_argument("--kill-down", type=float, default=2.0, help="seconds a killed node stays down")
+    chaos.add_argument("--redis-down", type=float, default=1.0, help="seconds Redis stays down")
+    chaos.add_argument("--workdir", type=Path, help="keep the config, node logs and Redis files here")
+    chaos.set_defaults(func=cmd_chaos)
+
     config = sub.add_parser("config", help="print a scenario's server configuration (for --url)")
     config.add_argument("which", choices=["routing", "fanout", "connections", "storm"])
     config.add_argument("--agents", type=int, default=100)
@@ -280,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario.add_argument(
             "--queue-size", type=int, default=100, help="agents per queue (routing reads every member of a queue)"
         )
-    for scenario in (search, routing, fan, conns, storm):
+    for scenario in (search, routing, fan, conns, storm, chaos):
         scenario.add_argument("--json", type=Path, help="write the figures here (and a histogram PNG beside)")
     args = parser.parse_args(argv)
     result, rows = args.func(args)

@@ -79,7 +79,10 @@ CLOSE_HELP: dict[CloseCode, str] = {
     CloseCode.GOING_AWAY: "The server is shutting down. Reconnect (with `resume_from`) after a short delay.",
     CloseCode.MESSAGE_TOO_BIG: "A frame exceeded the size limit. Fix the client; reconnect with smaller frames.",
     CloseCode.INTERNAL_ERROR: "A server fault. Reconnect with backoff and `resume_from`.",
-    CloseCode.TRY_AGAIN_LATER: "The node is at its connection limit. Reconnect with backoff, maybe elsewhere.",
+    CloseCode.TRY_AGAIN_LATER: (
+        "The node is at its connection limit, or cannot reach its store or broker. Reconnect with backoff, "
+        "maybe elsewhere."
+    ),
     CloseCode.PROTOCOL_VIOLATION: "The first frame was not `hello`, or the subprotocol is unsupported. Fix the client.",
     CloseCode.UNAUTHORIZED: "Missing, bad or expired token, or unknown agent. Get a new token before reconnecting.",
     CloseCode.FORBIDDEN: "The token's role does not fit this endpoint. Use the right endpoint; do not retry.",

@@ -104,6 +104,25 @@ class AgentInfo(Struct, kw_only=True):
     offers: list[str] = field(default_factory=list)
 
 
+class StatusChange(Struct, kw_only=True):
+    """One change of an agent's status: when, who made it (`agent:<id>`, `supervisor:<id>` or `system`),
+    to what, and whether it was `deferred`: asked for during a live engagement or its wrap-up, so kept
+    as the next status; a `system` change applies it when the last wrap-up ends."""
+
+    at: float
+    actor: str
+    status: AgentStatus
+    reason: str | None = None
+    deferred: bool = False
+
+
+class AgentDetail(AgentInfo, kw_only=True):
+    """One agent, as `GET /v1/agents/{id}` shows it: the listing's fields and the agent's latest status
+    changes, oldest first (the listing leaves them out to stay small)."""
+
+    history: list[StatusChange] = field(default_factory=list)
+
+
 class TranscriptAccepted(Struct, kw_only=True):
     accepted: int
     fragments: list[str]

@@ -44,6 +44,12 @@ class Metrics:
         self.resumes = counter("resumes_total", "Sign-ins with resume_from: resumed, or a fresh snapshot", "result")
         self.slow_consumers = counter("slow_consumer_disconnects_total", "Sockets closed because they did not read")
         self.store_errors = counter("store_errors_total", "Operations refused because the store was out of reach")
+        self.broker_errors = counter(
+            "broker_errors_total",
+            "Failures of the event broker's connection, by operation: publish, subscribe, unsubscribe, "
+            "or connection (the pub/sub connection was lost)",
+            "operation",
+        )
 
     def committed(self, events: Iterable[tuple[str, Event]], notices: Iterable[tuple[str, Event]]) -> None:
         """Count what a transaction sent: rings and their ends, first placements, published events."""

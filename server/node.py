@@ -117,6 +117,8 @@ class Node:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._last_beat: float | None = None  # the last heartbeat the store took; None after one failed
+        self._steady_since = 0.0  # since when this node has been beating without a break
 
     async def run(self, command: Callable[[Tx], T]) -> T:
         """Run one core command as one transaction; publish its events; return its result.
@@ -155,6 +157,7 @@ class Node:
         return committed.result
 
     async def start(self) -> None:
+        self.broker.on_failure(lambda operation: self.metrics.broker_errors.labels(operation).inc())
         await self.broker.start()
         self.epoch = await self.store.epoch()
         self.broker.on_resync(lambda: self._spawn(self._check_epoch()))
@@ -223,24 +226,51 @@ class Node:
     # --- liveness --------------------------------------------------------------------------------
 
     async def _liveness(self) -> None:
-        server = self.dir.server
         while not self._stopping:
-            await asyncio.sleep(server.heartbeat_s)
+            await asyncio.sleep(self.dir.server.heartbeat_s)
             try:
-                if not await self.store.heartbeat(self.node_id, self.clock()):
-                    self._fenced()
-                for dead in await self.store.dead_nodes(self.clock(), server.node_timeout_s):
-                    if dead != self.node_id:
-                        await self.write_off(dead)
+                await self.beat()
             except Refused as exc:
                 log.warning("heartbeat failed: %s", exc.message)
 
-    def _fenced(self) -> None:
+    async def beat(self) -> None:
+        """Beat once, then write off the nodes that fell silent, but only once this node has itself been
+        beating without a break for a whole node timeout. While the store was out of reach (a Redis
+        restart) or this node stood still (paused), every node's beats stopped alike: the others'
+        silence over that time says nothing about them, and writing them off would fence every live
+        node and close every socket in the cluster."""
+        server = self.dir.server
+        try:
+            alive = await self.store.heartbeat(self.node_id, self.clock())
+        except Refused:
+            self._last_beat = None  # a break in this node's beating
+            raise
+        if not alive:
+            await self._fenced()
+        now = self.clock()
+        if self._last_beat is None or now - self._last_beat > max(2 * server.heartbeat_s, server.node_timeout_s / 2):
+            self._steady_since = now
+        self._last_beat = now
+        if now - self._steady_since < server.node_timeout_s:
+            return
+        for dead in await self.store.dead_nodes(now, server.node_timeout_s):
+            if dead != self.node_id:
+                await self.write_off(dead)
+
+    async def _fenced(self) -> None:
         """The other nodes wrote this one off (it stopped beating: paused, partitioned): the sockets it
-        holds count for nothing any more. Close them, so their clients come back and count again."""
-        log.warning("this node was presumed dead; closing %d sockets", len(self.sessions))
+        holds count for nothing any more. Close them, so their clients come back and count again, and
+        carry on under a new node id. Under the old one the others' write-off stays (so this node
+        would be fenced again at every beat) and the old sockets' late disconnects land (their counts
+        were written off already): neither may touch the sockets this node serves from now on."""
+        old, self.node_id = self.node_id, uuid.uuid4().hex[:12]
+        log.warning(
+            "this node was presumed dead; closing %d sockets; it goes on as node %s", len(self.sessions), self.node_id
+        )
         for session in list(self.sessions):
             session.fail(CloseCode.GOING_AWAY, "this node was presumed dead; reconnect")
+        await self.store.forget_node(old)
+        await self.store.heartbeat(self.node_id, self.clock())
 
     async def write_off(self, dead: str) -> None:
         """A node stopped beating: its agents' sockets are gone, as if each had dropped."""

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from protocol import VERSION
 from protocol.codes import ERROR_HELP, ErrorCode
 from protocol.http import (
+    AgentDetail,
     AgentInfo,
     CreatedEngagement,
     CreateEngagement,
@@ -120,12 +121,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "The consumer hung up or left",
         200,
         Engagement,
-        (ErrorCode.UNAUTHORIZED, ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, *_STORE),
+        (ErrorCode.UNAUTHORIZED, ErrorCode.NOT_FOUND, *_STORE),
         security="key",
         description=(
-            "Waiting or ringing: `abandoned`; talking: `wrap_up`. Ending an engagement that is already over "
-            "changes nothing and answers it again, so a flow may retry. An email already in an agent's list "
-            "is `409 invalid_state`: its agent resolves it."
+            "Waiting or ringing: `abandoned`; talking: `wrap_up`. An email already in an agent's open list "
+            "stays there for its agent to resolve (a thread cannot be hung up): its history records that the "
+            "consumer ended it. Ending an engagement that is already over (or an email the consumer already "
+            "ended) changes nothing and answers it again, so a flow may retry."
         ),
     ),
     Operation(
@@ -209,10 +211,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/agents/{id}",
         "getAgent",
         "directory",
-        "One agent: queues, capacity and live status",
+        "One agent: queues, capacity, live status and status history",
         200,
-        AgentInfo,
+        AgentDetail,
         (ErrorCode.NOT_FOUND, *_STORE),
+        description=(
+            "As in the listing, plus `history`: the agent's latest status changes (up to 50, oldest first), "
+            "each with who made it (`agent:<id>`, `supervisor:<id>` or `system`) and whether it was deferred "
+            "as the next status. A supervisor's change of an agent's status is recorded there."
+        ),
     ),
     Operation(
         "get",

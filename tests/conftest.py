@@ -40,3 +40,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=16.0,
         help="longest a conformance test waits on one of the server's timers before skipping (seconds)",
     )
+    group.addoption(
+        "--extensions",
+        action="store_true",
+        default=False,
+        help="also run the checks of this implementation's extensions (tests marked `extension`); "
+        "always on when the suite starts its own server",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers (strict markers are on)."""
+    config.addinivalue_line(
+        "markers",
+        "extension: checks this implementation's documented extensions beyond the DESIGN.md contract; "
+        "with --server-url they run only with --extensions (tests/conformance/README.md)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "conformance_external: runs tests/conformance in --server-url mode against a server started outside it",
+    )

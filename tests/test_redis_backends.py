@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from protocol.codes import ErrorCode
 from protocol.frames import StatusEvent
 from protocol.model import AgentStatus
+from server.app import create_app
 from server.bus.base import Delivery
 from server.bus.redis import RedisBroker
 from server.core.errors import Refused
 from server.core.tx import Changes
 from server.store.redis import RedisStore
 from tests.redis_server import RedisServer
+from tests.support import agent, make_config, serving, token, voice_queue
 
 
 @pytest.fixture
@@ -82,7 +87,7 @@ async def test_the_broker_resubscribes_after_redis_restarts_and_asks_handlers_to
                 try:
                     await publisher.publish([Delivery("agent:ann", later)])
                     break
-                except RedisError:  # the publisher's pool reconnects on the next try
+                except Refused:  # the publisher's pool reconnects on the next try
                     await asyncio.sleep(0.05)
         assert (await asyncio.wait_for(got.get(), 5)).frame == later
         await unsubscribe()
@@ -115,3 +120,82 @@ async def test_a_node_subscribes_to_a_topic_once_however_many_local_sockets_want
     finally:
         await broker.close()
         await client.aclose()
+
+
+async def test_while_redis_is_down_the_broker_refuses_as_unavailable_and_subscribes_nothing(
+    private_redis: RedisServer,
+):
+    client = Redis.from_url(private_redis.url)
+    broker = RedisBroker(client, prefix="bus", node_id="n1")
+    failures: list[str] = []
+    broker.on_failure(failures.append)
+    await broker.start()
+    channel = broker.keys.channel("agent:ann")
+    try:
+        private_redis.stop(kill=True)
+        async with asyncio.timeout(10):
+            while await broker.ping():
+                await asyncio.sleep(0.05)  # the listener notices the lost connection
+        assert failures == ["connection"]
+        with pytest.raises(Refused) as subscribing:
+            await broker.subscribe("agent:ann", lambda d: None)
+        assert subscribing.value.code == ErrorCode.UNAVAILABLE
+        assert broker.hub.topics() == []  # the failed subscription left no handler behind
+        with pytest.raises(Refused) as publishing:
+            await broker.publish([Delivery("agent:ann", StatusEvent(seq=1, status=AgentStatus.READY))])
+        assert publishing.value.code == ErrorCode.UNAVAILABLE
+        assert failures == ["connection", "subscribe", "publish"]
+
+        private_redis.start()
+        got: asyncio.Queue[Delivery] = asyncio.Queue()
+        async with asyncio.timeout(10):
+            while True:  # the pub/sub connection may need a try to come back
+                try:
+                    unsubscribe = await broker.subscribe("agent:ann", got.put_nowait)
+                    break
+                except Refused:
+                    await asyncio.sleep(0.05)
+        assert int(dict(await client.pubsub_numsub(channel))[channel.encode()]) == 1
+        event = StatusEvent(seq=2, status=AgentStatus.NOT_READY, reason="lunch")
+        await broker.publish([Delivery("agent:ann", event)])
+        async with asyncio.timeout(5):
+            while (delivery := await got.get()).frame is None:  # resync markers of the reconnect
+                pass
+        assert delivery.frame == event
+        await unsubscribe()
+    finally:
+        await broker.close()
+        await client.aclose()
+
+
+async def test_an_agent_signing_in_while_redis_is_down_is_told_to_try_again_later(private_redis: RedisServer):
+    """The node stays up through the outage, says it is not ready, counts the failures, and signs the
+    agent in once Redis is back."""
+    config = make_config([voice_queue("calls")], [agent("ann", "calls")])
+    app = create_app(config, redis_url=private_redis.url, redis_prefix="down")
+    async with serving(app) as live, httpx.AsyncClient(base_url=live.http, timeout=10) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        private_redis.stop(kill=True)
+        async with asyncio.timeout(10):
+            while (await http.get("/readyz")).status_code != 503:
+                await asyncio.sleep(0.05)
+        assert (await http.get("/readyz")).json()["code"] == "unavailable"
+
+        async with connect(f"{live.ws}/v1/agent", subprotocols=["switchboard.v1.json"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "hello", "id": 1, "token": token("ann")}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert (await http.get("/healthz")).status_code == 200  # the node is still up
+        metrics = (await http.get("/metrics")).text
+        assert 'switchboard_broker_errors_total{operation="subscribe"} 1.0' in metrics
+        assert 'switchboard_broker_errors_total{operation="connection"} 1.0' in metrics
+
+        private_redis.start()
+        async with asyncio.timeout(15):
+            while (await http.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.05)
+        async with connect(f"{live.ws}/v1/agent", subprotocols=["switchboard.v1.json"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "hello", "id": 1, "token": token("ann")}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert (welcome["type"], welcome["status"]) == ("welcome", "not_ready")

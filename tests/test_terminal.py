@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from rich.text import Text
+from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 
-from clients.agent import AgentClient
+from clients.agent import AgentClient, RequestFailed
 from clients.terminal import DeskApp
 from clients.terminal.model import HIT_STYLE
 from clients.terminal.screens import DispositionScreen, ReasonScreen, RingScreen, TransferScreen
@@ -38,6 +39,27 @@ async def api(live: Running) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(base_url=live.http, headers=headers, timeout=5) as client:
         yield client
+
+
+class Desk(DeskApp):
+    """The desk, remembering every error it notified (the terminal's "page errors"), to assert on."""
+
+    def __init__(self, url: str, token: str) -> None:
+        super().__init__(url, token)
+        self.errors: list[str] = []
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        if severity == "error":
+            self.errors.append(f"{title}: {message}")
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
 
 # --- what is on the screen -------------------------------------------------------------------------
@@ -96,7 +118,7 @@ async def type_text(pilot: Pilot[Any], text: str) -> None:
 async def test_a_call_from_ring_to_wrap_up_then_an_email_opened_answered_and_transferred(
     live: Running, api: httpx.AsyncClient
 ):
-    app = DeskApp(live.ws, token("ann"))
+    app = Desk(live.ws, token("ann"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, "connected and not ready", lambda: "Connected" in top(app, "conn"))
         assert "Not ready" in top(app, "status")
@@ -263,6 +285,7 @@ async def test_a_call_from_ring_to_wrap_up_then_an_email_opened_answered_and_tra
             record = (await api.get(f"/v1/engagements/{mail}")).json()
             assert (record["agent"], record["state"]) == ("ben", "assigned")
             assert record["history"][-2]["event"] == "transferred"
+        assert [e for e in app.errors if "disposition_required" not in e] == []  # the refusal was the only one
 
         # quitting closes the connection: the server sees ann leave
         client = app.client
@@ -272,3 +295,147 @@ async def test_a_call_from_ring_to_wrap_up_then_an_email_opened_answered_and_tra
     while (await api.get("/v1/agents/ann")).json()["connected"]:
         assert time.monotonic() < deadline, "the server still sees ann connected"
         await asyncio.sleep(0.02)
+
+
+async def test_a_chat_lands_is_answered_ended_disposed_and_wrapped_up(live: Running, api: httpx.AsyncClient):
+    """A chat on an auto-accept queue opens on the desk with no ring, on its thread; the consumer's lines
+    show as they come; the reply typed in the box reaches the record; end, disposition, wrap-up done."""
+    app = Desk(live.ws, token("ann"))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, "connected", lambda: "Connected" in top(app, "conn"))
+        await pilot.press("r")
+        await until(pilot, "ready", lambda: top(app, "status").startswith("Ready · Idle"))
+
+        chat = {"queue": "chat", "consumer": {"name": "Mei Chen"}, "body": "Hi, my parcel is late"}
+        eid = (await api.post("/v1/engagements", json=chat)).json()["id"]
+        await until(pilot, "the chat on the desk", lambda: "Active" in part(app, ".eng-head"))
+        assert not isinstance(app.screen, RingScreen)  # auto-accept: no ring
+        assert "Mei Chen" in part(app, ".eng-head") and any("Mei Chen" in row for row in listed(app, "live"))
+        assert "Busy" in top(app, "status")
+        await until(pilot, "the first line", lambda: "Hi, my parcel is late" in part(app, ".thread-text"))
+
+        await api.post(f"/v1/engagements/{eid}/messages", json={"text": "Order B-12, due Monday"})
+        await until(pilot, "the consumer's next line", lambda: "Order B-12, due Monday" in part(app, ".thread-text"))
+        assert part(app, ".thread-text").count("Order B-12") == 1
+
+        # the reply box: typed and sent with Enter
+        await pilot.press("4")
+        await type_text(pilot, "It leaves today")
+        await pilot.press("enter")
+        await until(pilot, "the reply shown", lambda: "→ Ann" in part(app, ".thread-text"))
+        assert "It leaves today" in part(app, ".thread-text")
+        assert view(app).query_one(".reply", Input).value == ""
+        thread = (await api.get(f"/v1/engagements/{eid}")).json()["messages"]
+        assert [(m["direction"], m["text"]) for m in thread] == [
+            ("in", "Hi, my parcel is late"),
+            ("in", "Order B-12, due Monday"),
+            ("out", "It leaves today"),
+        ]
+
+        # end: wrap-up, the reply box closes
+        await pilot.press("escape", "e")
+        await until(pilot, "wrap-up", lambda: "Wrap up" in part(app, ".eng-head"))
+        assert "Wrap up" in top(app, "status")
+        assert view(app).query_one(".reply", Input).disabled
+
+        # the queue's disposition, then wrap-up done: ready and idle again
+        await pilot.press("p")
+        await until(pilot, "the disposition picker", lambda: isinstance(app.screen, DispositionScreen))
+        await pilot.press("space", "s")
+        await until(pilot, "the disposition", lambda: "Disposition: sale" in part(app, ".dispositions"))
+        await pilot.press("w")
+        await until(pilot, "the chat gone", lambda: not listed(app, "live"))
+        assert app.query_one("#empty").display
+        await until(pilot, "ready and idle", lambda: top(app, "status").startswith("Ready · Idle"))
+        record = (await api.get(f"/v1/engagements/{eid}")).json()
+        assert (record["state"], record["dispositions"]) == ("closed", ["sale"])
+        assert app.errors == []
+        await pilot.press("q")
+
+
+async def test_a_declined_ring_rings_the_next_agent_and_a_released_email_goes_back_to_its_queue(
+    live: Running, api: httpx.AsyncClient
+):
+    """Decline (d) closes the ring and the call rings ben; with no one else free, a declined call comes
+    back as a new ring. An opened email released (x) leaves the open list and goes to ben through its
+    queue; ann can no longer act on it."""
+    app = Desk(live.ws, token("ann"))
+    async with (
+        AgentClient.connect(live.ws, token("ben")) as ben,
+        app.run_test(size=SIZE, notifications=True) as pilot,
+    ):
+        await until(pilot, "connected", lambda: "Connected" in top(app, "conn"))
+        await pilot.press("r")
+        await until(pilot, "ready", lambda: top(app, "status").startswith("Ready · Idle"))
+
+        # declined while ben is free: it rings ben, ann stays ready
+        call = {"queue": "calls", "consumer": {"name": "Lukas Becker"}}
+        first = (await api.post("/v1/engagements", json=call)).json()["id"]
+        await until(pilot, "the ring", lambda: isinstance(app.screen, RingScreen))
+        ring = app.screen
+        await until(pilot, "who calls", lambda: "Lukas Becker" in shown(ring.query_one("#ring-details", Static)))
+        await ben.set_status("ready")
+        await pilot.press("d")
+        await until(pilot, "the ring closed", lambda: not isinstance(app.screen, RingScreen))
+        passed = await ben.next_event("ring", where=lambda r: r.engagement.id == first)
+        await until(pilot, "still ready", lambda: top(app, "status").startswith("Ready · Idle"))
+        history = [(h["event"], h.get("agent")) for h in (await api.get(f"/v1/engagements/{first}")).json()["history"]]
+        assert [h for h in history if h[0] in ("offered", "declined")] == [
+            ("offered", "ann"),
+            ("declined", "ann"),
+            ("offered", "ben"),
+        ]
+        await ben.accept(passed.offer)
+
+        # declined when no one else is free: it comes back to ann, as a new ring
+        call = {"queue": "calls", "consumer": {"name": "Nora Quinn"}}
+        second = (await api.post("/v1/engagements", json=call)).json()["id"]
+        await until(pilot, "the second ring", lambda: isinstance(app.screen, RingScreen))
+        await until(pilot, "who calls", lambda: "Nora Quinn" in shown(app.screen.query_one("#ring-details", Static)))
+        offers = set(app.rings)
+        await pilot.press("d")
+        await until(pilot, "a new ring for her", lambda: app.rings and not offers & set(app.rings))
+        await until(pilot, "the ring shown again", lambda: isinstance(app.screen, RingScreen))
+        await until(
+            pilot,
+            "the ring's details",
+            lambda: (
+                "Nora Quinn" in shown(app.screen.query_one("#ring-details", Static))
+                and "Answer within" in shown(app.screen.query_one("#ring-countdown", Static))
+            ),
+        )
+        history = [(h["event"], h.get("agent")) for h in (await api.get(f"/v1/engagements/{second}")).json()["history"]]
+        assert [h for h in history if h[0] in ("offered", "declined")] == [
+            ("offered", "ann"),
+            ("declined", "ann"),
+            ("offered", "ann"),
+        ]
+        await pilot.press("a")
+        await until(pilot, "the call on the desk", lambda: "Active" in part(app, ".eng-head"))
+        await pilot.press("e")
+        await until(pilot, "wrap-up", lambda: "Wrap up" in part(app, ".eng-head"))
+        await ben.set_status("not_ready", "break")
+
+        # an email, opened, then released back to its queue: it goes to ben
+        email = {"queue": "mail", "consumer": {"email": "li@example.org"}, "subject": "Wrong size", "body": "Swap?"}
+        mail = (await api.post("/v1/engagements", json=email)).json()["id"]
+        await until(pilot, "the email listed", lambda: any("Wrong size" in row for row in listed(app, "mail")))
+        await pilot.press("o", "enter")
+        await until(pilot, "the email opened", lambda: "Open" in part(app, ".eng-head"))
+        await ben.set_status("ready")
+        await pilot.press("x")
+        await until(pilot, "the email gone", lambda: not listed(app, "mail"))
+        await until(pilot, "where it went", lambda: any("went back to" in t for t in toasts(app)))
+        landed = await ben.next_event("engagement", where=lambda e: e.engagement.id == mail)
+        assert (landed.engagement.agent, landed.engagement.state) == ("ben", "assigned")
+        record = (await api.get(f"/v1/engagements/{mail}")).json()
+        assert (record["agent"], record["state"]) == ("ben", "assigned")
+        moves = [(h["event"], h.get("agent")) for h in record["history"]]
+        assert moves.index(("released", "ann")) < moves.index(("assigned", "ben"))
+        async with AgentClient.connect(live.ws, token("ann")) as ann:  # ann's own socket: not hers any more
+            for attempt in (ann.send(mail, "Still here?"), ann.release(mail), ann.end(mail)):
+                with pytest.raises(RequestFailed) as refused:
+                    await attempt
+                assert refused.value.code == "not_yours"
+        assert app.errors == []
+        await pilot.press("q")

@@ -398,8 +398,9 @@ class DeskApp(App[int]):
     def _show_rings(self) -> None:
         if self.rings:
             if self.ring_screen is None:
-                self.ring_screen = RingScreen(self)
-                self.push_screen(self.ring_screen)
+                screen = RingScreen(self)
+                self.push_screen(screen)
+                self.ring_screen = screen  # only once it is on the stack: a failed push shows the next ring
             else:
                 self.ring_screen.sync()
         elif self.ring_screen is not None:

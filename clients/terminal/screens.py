@@ -31,7 +31,9 @@ class RingScreen(ModalScreen[None]):
     ]
 
     def __init__(self, desk: DeskApp) -> None:
-        super().__init__(id="ring-screen")
+        # no fixed id: a ring that comes right after the last one closed (a declined call offered again)
+        # opens a new screen while the closing one is still mounted, and two equal ids would refuse it
+        super().__init__(classes="ring-screen")
         self.desk = desk
         self._ready = False
 

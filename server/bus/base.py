@@ -56,6 +56,8 @@ class Broker(Protocol):
     - `subscribe` returns once the subscription is live: events published afterwards reach it.
     - After a lost connection the broker reconnects and re-subscribes by itself, then sends every
       local handler a resync delivery and calls the `on_resync` callbacks.
+    - While it cannot reach what it shares, `publish` and `subscribe` raise `Refused(UNAVAILABLE)`
+      (never a raw connection error), and a failed `subscribe` leaves nothing subscribed.
     """
 
     async def publish(self, deliveries: Sequence[Delivery]) -> None: ...
@@ -68,6 +70,12 @@ class Broker(Protocol):
 
     def on_resync(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever deliveries may have been missed (after a reconnect)."""
+        ...
+
+    def on_failure(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(operation)` on every failure of the broker's connection: `publish` or
+        `subscribe` (which then raise `Refused(UNAVAILABLE)`), `unsubscribe`, or `connection` (the
+        subscription connection was lost). For the node's metrics."""
         ...
 
     async def ping(self) -> bool:

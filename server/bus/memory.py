@@ -21,6 +21,9 @@ class MemoryBroker:
     def on_resync(self, callback: Callable[[], None]) -> None:
         self.hub.resync_callbacks.append(callback)
 
+    def on_failure(self, callback: Callable[[str], None]) -> None:
+        """Dispatching in process has no connection to lose: there is never a failure to report."""
+
     async def publish(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             self.hub.dispatch(delivery)

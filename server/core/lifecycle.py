@@ -36,7 +36,7 @@ from protocol.model import (
     Scalar,
 )
 from server.core.errors import Refused
-from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, WaitEntry
+from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, StatusStep, WaitEntry
 from server.core.routing import candidates, choose, has_room
 from server.core.tx import Tx
 from server.core.views import engagement_view, ring_frame
@@ -45,7 +45,11 @@ from server.topics import consumer_topic, watch_topic
 S = EngagementState
 SYSTEM = "system"
 CONSUMER = "consumer"
+CONSUMER_ENDED = "consumer_ended"
+"""The history event of a consumer who ended an email conversation that an agent holds."""
 MAX_NOTES = 64 * 1024
+STATUS_HISTORY = 50
+"""How many status changes an agent's record keeps (the latest ones)."""
 
 
 def agent_actor(agent_id: str) -> str:
@@ -188,16 +192,33 @@ def _back_to_queue_if_unoffered(tx: Tx, eng: EngagementRec) -> EngagementRec:
     return eng
 
 
-def _apply_status(tx: Tx, agent: AgentRec, status: AgentStatus, reason: str | None) -> AgentRec:
-    """Set the status now; becoming ready starts the idle clock used by longest-idle routing."""
+def _status_step(
+    tx: Tx, agent: AgentRec, actor: str, status: AgentStatus, reason: str | None, *, deferred: bool = False
+) -> AgentRec:
+    """Append a status change to the agent's history (the latest STATUS_HISTORY are kept)."""
+    step = StatusStep(tx.now, actor, status, reason if status is AgentStatus.NOT_READY else None, deferred)
+    return replace(agent, history=(*agent.history, step)[-STATUS_HISTORY:])
+
+
+def _apply_status(tx: Tx, agent: AgentRec, status: AgentStatus, reason: str | None, actor: str) -> AgentRec:
+    """Set the status now, in the agent's history as `actor`'s doing; becoming ready starts the idle
+    clock used by longest-idle routing."""
     idle_since = tx.now if status is AgentStatus.READY and agent.status is not AgentStatus.READY else agent.idle_since
-    return replace(
+    agent = replace(
         agent,
         status=status,
         reason=reason if status is AgentStatus.NOT_READY else None,
         next=None,
         idle_since=idle_since,
     )
+    return _status_step(tx, agent, actor, status, reason)
+
+
+def _defer_status(tx: Tx, agent: AgentRec, status: AgentStatus, reason: str | None, actor: str) -> AgentRec:
+    """Keep a status asked for during live work as the next status (none, when it is the current one)."""
+    same = agent.status is status and (status is AgentStatus.READY or agent.reason == reason)
+    nxt = None if same else NextStatus(status, reason if status is AgentStatus.NOT_READY else None)
+    return _status_step(tx, replace(agent, next=nxt), actor, status, reason, deferred=True)
 
 
 def _release_hold(tx: Tx, agent_id: str, engagement_id: str) -> AgentRec:
@@ -208,7 +229,7 @@ def _release_hold(tx: Tx, agent_id: str, engagement_id: str) -> AgentRec:
     if not agent.in_live_work():
         agent = replace(agent, idle_since=tx.now)
         if agent.next is not None:
-            agent = _apply_status(tx, agent, agent.next.status, agent.next.reason)
+            agent = _apply_status(tx, agent, agent.next.status, agent.next.reason, SYSTEM)
     tx.put_agent(agent)
     return agent
 
@@ -350,13 +371,21 @@ def create(tx: Tx, spec: NewEngagement, actor: str = "api") -> EngagementRec:
 def consumer_end(tx: Tx, engagement_id: str) -> EngagementRec:
     """The consumer hung up or left. Waiting or ringing: abandoned. Talking: the agent goes to wrap-up.
 
-    Ending an engagement that is already over changes nothing, so a flow may retry its hang-up.
+    An email in an agent's open list cannot be hung up: the thread stays theirs to resolve (with a last
+    reply, a disposition), and its history says the consumer ended the conversation; the agent gets the
+    snapshot. Ending an engagement that is already over, or an email the consumer already ended,
+    changes nothing, so a flow may retry its hang-up.
     """
     eng = _require(tx, engagement_id)
     if eng.state is S.WRAP_UP or eng.state.is_final:
         return eng
     if eng.state in (S.ASSIGNED, S.OPEN):
-        raise Refused(ErrorCode.INVALID_STATE, "An assigned email is resolved by its agent, not ended by the consumer")
+        if any(h.event == CONSUMER_ENDED for h in eng.history):
+            return eng
+        eng = _history(tx, eng, CONSUMER_ENDED, CONSUMER, state=eng.state, agent=eng.agent)
+        tx.put_engagement(eng)
+        _notify(tx, eng)
+        return eng
     if eng.state is S.ACTIVE:
         return _to_wrap_up(tx, eng, CONSUMER)
     return _withdraw(tx, eng, CONSUMER, S.ABANDONED)
@@ -498,10 +527,11 @@ def transfer(
 ) -> EngagementRec:
     """Hand an engagement to another queue or agent, with its notes, transcript, thread and history.
 
-    `by` is the agent asking (who must hold it), or None for a supervisor. The former agent is freed at
-    once and can no longer act on it. To a queue: it waits there (same channel only). To an agent: a
-    live engagement rings them, an email lands in their open list; they need to be signed in with room
-    on the channel, whatever their status.
+    `by` is the agent asking (who must hold it), or None for a supervisor, who may also move one that
+    is waiting or ringing: its rings are rescinded first (`taken`: the engagement went elsewhere, which
+    is no fault of the agents rung). The former agent is freed at once and can no longer act on it. To
+    a queue: it waits there (same channel only). To an agent: a live engagement rings them, an email
+    lands in their open list; they need to be signed in with room on the channel, whatever their status.
     """
     if (queue is None) == (agent is None):
         raise Refused(ErrorCode.INVALID_FIELD, "Transfer to exactly one of `queue` or `agent`")
@@ -509,7 +539,7 @@ def transfer(
         eng = _owned(tx, by, engagement_id, HANDLED)
     else:
         eng = _require(tx, engagement_id)
-        if eng.state not in (*HANDLED, S.QUEUED):
+        if eng.state not in (*HANDLED, S.QUEUED, S.OFFERED):
             raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}; it cannot move")
     if queue is not None:
         target_queue = tx.dir.queues.get(queue)
@@ -523,11 +553,18 @@ def transfer(
         if agent == eng.agent:
             raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is already {agent}'s")
         target = tx.agent(agent)
+        # a ring of this very engagement is rescinded below, so the room it takes counts as free
+        own_rings = {o.id for o in eng.offers if o.agent == agent}
+        if own_rings:
+            target = replace(target, offers={k: v for k, v in target.offers.items() if k not in own_rings})
         if not target.connected or not has_room(tx.dir.room[agent][eng.channel], target, eng.channel):
             raise Refused(ErrorCode.NO_CAPACITY, f"{agent} is not signed in with room for a {eng.channel} engagement")
     former = eng.agent
+    rung = [o.agent for o in eng.offers]
     if eng.state is S.QUEUED:
         _dequeue(tx, eng)
+    for offer in eng.offers:
+        eng = _drop_offer(tx, eng, offer, CancelReason.TAKEN, "rescinded", actor, note=f"transferred by {actor}")
     if former is not None:
         _release_hold(tx, former, eng.id)
     eng = _history(tx, replace(eng, agent=None), "transferred", actor, agent=agent, queue=queue, former=former)
@@ -542,7 +579,8 @@ def transfer(
             _assign(tx, eng, agent, None, why)
         else:
             _ring(tx, eng, [agent], None, why)
-    route(tx, [eng.queue, *(tx.dir.agent_queues(former) if former else [])])
+    freed = [a for a in (former, *rung) if a is not None]
+    route(tx, [eng.queue, *(q for a in freed for q in tx.dir.agent_queues(a))])
     moved = _require(tx, engagement_id)
     if former is not None and moved.agent != former:
         _tell_former(tx, former, moved)
@@ -703,7 +741,12 @@ def send(tx: Tx, agent_id: str, engagement_id: str, text: str, subject: str | No
 
 def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> list[Fragment]:
     """Live transcript in: a final replaces the partial with the same id (or, without ids, that speaker's
-    latest partial), so nothing is shown twice. The handling agent and watchers get them in order."""
+    latest partial), so nothing is shown twice. The handling agent and watchers get them in order.
+
+    `partials` is kept in the order its entries were last written (an update moves a partial to the
+    end), so a speaker's latest partial is their last entry: the one a recogniser that sends no ids is
+    still revising when it sends the final.
+    """
     eng = _require(tx, engagement_id)
     if eng.channel is Channel.EMAIL or not tx.dir.queues[eng.queue].transcription:
         raise Refused(ErrorCode.NOT_ENABLED, f"Transcription is off for queue {eng.queue!r}")
@@ -717,13 +760,12 @@ def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> lis
             raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker` and at most 64 KiB of `text`")
         fid = f.id
         if fid is None:
-            fid = next((i for i, speaker in partials.items() if speaker == f.speaker), None)
+            fid = next((i for i, speaker in reversed(partials.items()) if speaker == f.speaker), None)
         if fid is None or (fid not in partials and f.id is not None):
             count += 1
             fid = fid or f"{eng.id}-f{count}"
-        if f.final:
-            partials.pop(fid, None)
-        else:
+        partials.pop(fid, None)
+        if not f.final:
             partials[fid] = f.speaker
         out.append(Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now))
     eng = replace(eng, partials=partials, transcript_count=count)
@@ -763,12 +805,10 @@ def set_status(tx: Tx, agent_id: str, status: AgentStatus, reason: str | None, a
     if status is AgentStatus.READY and not agent.connected:
         raise Refused(ErrorCode.INVALID_STATE, f"{agent_id} is not signed in; only a signed-in agent can be ready")
     if agent.in_live_work():
-        same = agent.status is status and (status is AgentStatus.READY or agent.reason == reason)
-        nxt = None if same else NextStatus(status, reason if status is AgentStatus.NOT_READY else None)
-        agent = replace(agent, next=nxt)
+        agent = _defer_status(tx, agent, status, reason, actor)
         tx.put_agent(agent)
         return agent
-    agent = _apply_status(tx, agent, status, reason)
+    agent = _apply_status(tx, agent, status, reason, actor)
     tx.put_agent(agent)
     touched = list(tx.dir.agent_queues(agent_id))
     if status is AgentStatus.NOT_READY:
@@ -789,11 +829,10 @@ def connect(tx: Tx, agent_id: str, node: str, resend_rings: bool) -> AgentRec:
     """A socket signed in on `node`. First sign-in: not ready. Back within the grace: as before, rings re-sent."""
     agent = tx.agent(agent_id)
     tx.disarm(grace_key(agent_id))
-    status, reason = agent.status, agent.reason
-    if status is AgentStatus.OFFLINE:
-        status, reason = AgentStatus.NOT_READY, None
+    if agent.status is AgentStatus.OFFLINE:
+        agent = _apply_status(tx, agent, AgentStatus.NOT_READY, None, agent_actor(agent_id))
     sessions = {**agent.sessions, node: agent.sessions.get(node, 0) + 1}
-    agent = replace(agent, sessions=sessions, disconnected_at=None, status=status, reason=reason)
+    agent = replace(agent, sessions=sessions, disconnected_at=None)
     tx.put_agent(agent)
     if resend_rings:
         for offer_id, ref in agent.offers.items():
@@ -866,10 +905,8 @@ def _ring_expired(tx: Tx, offer_id: str) -> None:
     agent = tx.agent(offer.agent)
     server = tx.dir.server
     if agent.status is AgentStatus.READY and server.missed_status == "not_ready":
-        if agent.in_live_work():
-            tx.put_agent(replace(agent, next=NextStatus(AgentStatus.NOT_READY, server.missed_reason)))
-        else:
-            tx.put_agent(_apply_status(tx, agent, AgentStatus.NOT_READY, server.missed_reason))
+        missed = _defer_status if agent.in_live_work() else _apply_status
+        tx.put_agent(missed(tx, agent, AgentStatus.NOT_READY, server.missed_reason, SYSTEM))
     route(tx, [eng.queue, *tx.dir.agent_queues(offer.agent)])
 
 
@@ -891,7 +928,7 @@ def _grace_expired(tx: Tx, agent_id: str) -> None:
     if tx.now < due:
         tx.arm(grace_key(agent_id), due)
         return
-    agent = _apply_status(tx, agent, AgentStatus.NOT_READY, "connection_lost")
+    agent = _apply_status(tx, agent, AgentStatus.NOT_READY, "connection_lost", SYSTEM)
     tx.put_agent(agent)
     touched = []
     for offer_id, ref in agent.offers.items():
@@ -952,9 +989,15 @@ def sign_in(tx: Tx, agent_id: str, node: str, fresh: bool) -> SignIn:
         for eng in held:
             if eng.transcript_count and eng.state in (S.ACTIVE, S.WRAP_UP):
                 tx.emit(agent_id, TranscriptEvent(engagement=eng.id, fragments=tx.transcript(eng.id)))
-    engagements = [engagement_view(tx.dir, e) for e in held]
+    return standing(tx, agent_id)
+
+
+def standing(tx: Tx, agent_id: str) -> SignIn:
+    """What `welcome` shows of a signed-in agent, changing nothing (also the answer to a token refresh)."""
+    agent = tx.agent(agent_id)
+    engagements = [engagement_view(tx.dir, e) for e in map(tx.engagement, agent.holds) if e is not None]
     offers = []
     for offer_id, ref in agent.offers.items():
         eng = _require(tx, ref.engagement)
         offers.append(ring_frame(tx.dir, eng, offer_id, ref.expires_at, tx.dir.queues[eng.queue].ring_timeout_s))
-    return SignIn(tx.agent(agent_id), engagements, offers)
+    return SignIn(agent, engagements, offers)

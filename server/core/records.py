@@ -62,9 +62,23 @@ class NextStatus(Struct, frozen=True, array_like=True, gc=False):
     reason: str | None
 
 
+class StatusStep(Struct, frozen=True, array_like=True, gc=False):
+    """One change of an agent's status, for their status history: when, who (`agent:<id>`,
+    `supervisor:<id>` or `system`), to what, and whether it was `deferred` (asked for during a live
+    engagement, so kept as the next status; the `system` step that applies it follows later).
+    An array on the wire: routing reads every member's record, so the history must cost little."""
+
+    at: float
+    actor: str
+    status: AgentStatus
+    reason: str | None = None
+    deferred: bool = False
+
+
 class AgentRec(Struct, frozen=True, kw_only=True, gc=False):
     """An agent's live state. `sessions` counts open sockets per node (so a dead node's can be written off);
-    `idle_since` feeds longest-idle routing."""
+    `idle_since` feeds longest-idle routing; `history` keeps the latest status changes (bounded), since
+    a supervisor's change of someone's status belongs to no engagement's history."""
 
     id: str
     status: AgentStatus = AgentStatus.OFFLINE
@@ -75,6 +89,7 @@ class AgentRec(Struct, frozen=True, kw_only=True, gc=False):
     idle_since: float = 0.0
     holds: dict[str, Hold] = field(default_factory=dict)
     offers: dict[str, OfferRef] = field(default_factory=dict)
+    history: tuple[StatusStep, ...] = ()
 
     @property
     def connected(self) -> bool:

@@ -141,12 +141,26 @@ class RedisStore:
     @_available
     async def transact(self, decide: Decide[T]) -> Committed[T]:
         cache: dict[str, tuple[int, Any]] = {}
+        together = False  # the cached records were read in one atomic step, so they belong together
         for attempt in range(MAX_ATTEMPTS):
             snapshot = _Snapshot(self, cache)
             try:
                 result, changes = decide(snapshot)
             except Missing as missing:
                 await self._load(cache, missing.keys)
+                together = False
+                continue
+            except Exception:
+                if together:
+                    raise  # refused (or failed) on records that belong together: that is the answer
+                # Records read in several round trips may not belong together (another node committed in
+                # between: an agent still holding an offer its engagement no longer has). The commit's
+                # version check catches that for a decision that writes; one that raises never gets
+                # there. Read them all again in one atomic step and decide again.
+                keys = list(cache)
+                cache.clear()
+                await self._load(cache, keys, atomic=True)
+                together = True
                 continue
             writes: dict[str, bytes] = {}
             for agent_id, agent in changes.agents.items():
@@ -166,14 +180,15 @@ class RedisStore:
             stale = list(snapshot.read | set(writes))
             cache.clear()
             await self._load(cache, stale)
+            together = False
             if attempt > 2:
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Refused(ErrorCode.UNAVAILABLE, "the store is too contended right now; retry")
 
-    async def _load(self, cache: dict[str, tuple[int, Any]], keys: list[str]) -> None:
+    async def _load(self, cache: dict[str, tuple[int, Any]], keys: list[str], *, atomic: bool = False) -> None:
         wanted = [k for k in dict.fromkeys(keys) if k not in cache]
         kind_at = len(self.keys.base) + 1
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.redis.pipeline(transaction=atomic) as pipe:
             for key in wanted:
                 if key[kind_at] == "x":
                     pipe.lrange(key, 0, -1)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from protocol.codes import ErrorCode
 from protocol.http import (
+    AgentDetail,
     AgentInfo,
     CreatedEngagement,
     CreateEngagement,
@@ -28,6 +29,7 @@ from protocol.http import (
     Person,
     QueueInfo,
     QueueStats,
+    StatusChange,
     TranscriptAccepted,
     TranscriptBatch,
     TranscriptView,
@@ -272,7 +274,11 @@ async def get_agent(request: Request) -> Response:
     aid = request.path_params["id"]
     if aid not in node.dir.agents:
         raise ApiError(ErrorCode.NOT_FOUND, f"No agent {aid!r}")
-    return json_response(_agent_info(node, aid, await node.store.agent(aid)))
+    rec = await node.store.agent(aid) or AgentRec(id=aid)
+    history = [
+        StatusChange(at=h.at, actor=h.actor, status=h.status, reason=h.reason, deferred=h.deferred) for h in rec.history
+    ]
+    return json_response(AgentDetail(**msgspec.structs.asdict(_agent_info(node, aid, rec)), history=history))
 
 
 async def demo_people(request: Request) -> Response:

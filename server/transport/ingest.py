@@ -50,8 +50,9 @@ class IngestSession(Session):
         added = await self.node.run(lambda tx: lifecycle.add_fragments(tx, eid, fragments))
         return Ok(engagement=eid, message=added[-1].id if added else None)
 
-    def _refresh(self, hello: Hello) -> ServerFrame:
-        return Ok(re=hello.id)
+    async def _refresh(self, hello: Hello) -> ServerFrame:
+        """The ingest socket's key does not expire: a second `hello` just gets its `welcome` again."""
+        return await self._standing(hello)
 
 
 async def ingest_endpoint(websocket: WebSocket) -> None:

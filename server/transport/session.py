@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from msgspec.structs import replace
@@ -58,6 +58,7 @@ from server.stats import Figures, all_figures
 from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
 from server.transport.actions import agent_action, supervisor_action
 
+T = TypeVar("T")
 log = logging.getLogger("switchboard.session")
 CLOSE_TIMEOUT_S = 2.0
 HOLD_S = 1.0
@@ -65,6 +66,10 @@ HOLD_S = 1.0
 session reads them from the store's log instead."""
 STATS_INTERVAL_S = 0.5
 MAX_WATCHES = 50
+STORE_PATIENCE_S = 60.0
+"""How long an agent socket waits out a store out of reach (a Redis restart) before giving up: to read
+the events it missed from the log (the socket stays open meanwhile), and, once closed, to record that
+it left (until it has, the agent counts as connected on this node, with no socket at all)."""
 
 
 class _Close(Exception):
@@ -262,11 +267,22 @@ class Session:
         """Send the close frame; a client that does not read cannot hold the session open past a timeout."""
         if self._closing:
             return
+        if code is not CloseCode.SLOW_CONSUMER:
+            await self._flush()
         self._closing = True
         if self.ws.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await self.ws.close(code=int(code), reason=reason[:120])
+
+    async def _flush(self) -> None:
+        """Let the writer send what is queued before the close (say the `rate_limited` errors that
+        explain a 4429), within the close timeout; a client that does not read is not waited for."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await asyncio.shield(writer)
 
     async def subscribe(self, topic: str) -> None:
         if topic not in self._subscriptions:
@@ -362,6 +378,11 @@ class Session:
             limited = 0
             with caused_events() as caused:
                 reply = await self._handle(frame)
+            if self._failure is not None:
+                # `fail` cancelled this read while the request ran, and the cancellation can be lost on its
+                # way (asyncio.wait_for on Python 3.11, under redis-py, returns a result that came at the
+                # same time instead): without this the session would live on, failed, saying nothing.
+                raise self._failure
             if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
                 self._reply(reply, caused.get(self.subject, 0) if self.role == "agent" else 0)
 
@@ -373,7 +394,7 @@ class Session:
         if tag == "ping":
             return Pong(re=frame.id, server_time=self.node.clock())
         if tag == "hello":
-            return self._refresh(frame)  # type: ignore[arg-type]
+            return await self._refresh(frame)  # type: ignore[arg-type]
         try:
             reply = await self._act(frame)
         except Refused as exc:
@@ -389,8 +410,10 @@ class Session:
             reply.re = frame.id
         return reply
 
-    def _refresh(self, hello: Hello) -> ServerFrame:
-        """A second `hello` with a fresh token extends the session without reconnecting."""
+    async def _refresh(self, hello: Hello) -> ServerFrame:
+        """A second `hello` with a fresh token extends the session without reconnecting; like any
+        `hello` it is answered with `welcome`, here the socket's standing now (nothing is replayed:
+        the events go on as they were)."""
         if not hello.token:
             return Error(re=hello.id, code=ErrorCode.INVALID_FIELD, message="A second hello must carry a fresh `token`")
         try:
@@ -400,7 +423,11 @@ class Session:
         if claims.sub != self.subject or claims.role != self.role:
             return Error(re=hello.id, code=ErrorCode.FORBIDDEN, message="The new token is for someone else")
         self.claims = claims
-        return Ok(re=hello.id)
+        return await self._standing(hello)
+
+    async def _standing(self, hello: Hello) -> Welcome:
+        """The `welcome` of a token refresh."""
+        return Welcome(re=hello.id, agent=self.subject, role=self.role, status=None, server_time=self.node.clock())
 
     # --- outbound --------------------------------------------------------------------------------
 
@@ -523,6 +550,7 @@ class AgentSession(Session):
     def __init__(self, websocket: WebSocket, node: Node) -> None:
         super().__init__(websocket, node)
         self.signed_in = False
+        self.signed_on = ""  # the node id the socket was counted under (a fenced node takes a new one)
 
     def _accepts(self, claims: Claims) -> bool:
         return claims.sub in self.node.dir.agents
@@ -539,8 +567,9 @@ class AgentSession(Session):
         if hello.resume_from is not None:
             node.metrics.resumes.labels("resumed" if resumed else "fresh").inc()
         with caused_events() as caused:
-            signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node.node_id, not resumed))
-        self.signed_in = True
+            node_id = node.node_id
+            signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node_id, not resumed))
+        self.signed_in, self.signed_on = True, node_id
         agent = signed.agent
         await self._send(
             Welcome(
@@ -572,6 +601,27 @@ class AgentSession(Session):
         self._floor = caused.get(subject, 0)  # the sign-in's events come before any reply
         self.go_live()
 
+    async def _standing(self, hello: Hello) -> Welcome:
+        subject, node = self.subject, self.node
+        now = await node.run(lambda tx: lifecycle.standing(tx, subject))
+        agent = now.agent
+        return Welcome(
+            re=hello.id,
+            agent=subject,
+            name=node.dir.agents[subject].title,
+            status=agent.status,
+            reason=agent.reason,
+            activity=activity(agent),
+            next_status=agent.next.status if agent.next else None,
+            next_reason=agent.next.reason if agent.next else None,
+            engagements=now.engagements,
+            offers=now.offers,
+            seq=self._queued_seq,
+            resumed=True,
+            epoch=node.epoch,
+            server_time=node.clock(),
+        )
+
     async def _act(self, frame: Client) -> ServerFrame:
         if not isinstance(frame, AGENT_ACTIONS):
             tag = type(frame).__struct_config__.tag
@@ -579,9 +629,26 @@ class AgentSession(Session):
         return await agent_action(self.node, self.subject, frame)  # type: ignore[arg-type]
 
     async def _on_close(self) -> None:
-        if self.signed_in:
-            subject, node = self.subject, self.node
-            await node.run(lambda tx: lifecycle.disconnect(tx, subject, node.node_id))
+        """Record that the socket is gone, under the node id it was counted under, waiting out (bounded)
+        a store out of reach: a close left unrecorded keeps the agent counted as connected on a live node,
+        never in grace nor `connection_lost`, rung at an empty desk."""
+        if not self.signed_in:
+            return
+        subject, node, node_id = self.subject, self.node, self.signed_on
+        await self._patiently(lambda: node.run(lambda tx: lifecycle.disconnect(tx, subject, node_id)))
+
+    async def _patiently(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt`, tried again with backoff while the store is out of reach, for `STORE_PATIENCE_S`."""
+        deadline = self.node.clock() + STORE_PATIENCE_S
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except Refused as exc:
+                if exc.code is not ErrorCode.UNAVAILABLE or self.node.clock() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 1.0)
 
     def _stamp(self, event: Event) -> Event:
         """An agent's seq numbers its logged events only: what the socket itself says (`closing`) has 0."""
@@ -601,8 +668,11 @@ class AgentSession(Session):
         await self._send_payload(delivery.payload(self.codec))
 
     async def _catch_up(self, before: int | None) -> None:
-        """Send the logged events after `last_seq` (and before `before`, which is about to be sent)."""
-        missing = await self.node.store.replay(self.subject, self.last_seq)
+        """Send the logged events after `last_seq` (and before `before`, which is about to be sent). A
+        resync comes when the broker lost its connection, so the log may be out of reach for a moment
+        too: the events wait in the outbox meanwhile, in order, and the socket stays open."""
+        subject, after = self.subject, self.last_seq
+        missing = await self._patiently(lambda: self.node.store.replay(subject, after))
         if missing is None:
             raise _Close(CloseCode.GOING_AWAY, "events were lost; reconnect with resume_from")
         for event in missing:

@@ -130,7 +130,8 @@ class Pages:
 
     async def shot(self, page: Page, label: str) -> None:
         self.step += 1
-        await page.screenshot(path=str(ARTIFACTS / f"{self.name}-{self.step:02d}-{label}.png"), full_page=True)
+        path = ARTIFACTS / f"{self.name}-{self.step:02d}-{label}.png"
+        await page.screenshot(path=str(path), full_page=True, animations="disabled")  # what it settles on
 
     def assert_clean(self) -> None:
         assert not self.errors, "the page reported errors:\n" + "\n".join(self.errors)

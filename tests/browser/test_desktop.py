@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
+import pytest
 from playwright.async_api import Locator, Page, expect
 from starlette.applications import Starlette
+from websockets.asyncio.client import connect
 
-from clients.agent import AgentClient
+from clients.agent import AgentClient, RequestFailed
 from server.app import create_app
 from server.auth import issue
 from tests.browser.conftest import Pages, api_client, desk_config
+from tests.e2e.conftest import Raw
 from tests.redis_server import RedisServer
 from tests.support import serving, token
 
@@ -369,4 +373,249 @@ async def test_a_fresh_snapshot_rebuilds_the_view(pages: Pages):
         await expect(page.get_by_test_id("toast").filter(has_text="could not resume")).to_be_visible()
         assert await page.evaluate("() => document.body.dataset.resumed") == "false"
         await pages.shot(page, "rebuilt")
+        await pages.finish()
+
+
+def events(record: dict[str, Any], *kinds: str) -> list[tuple[str, str | None]]:
+    """An engagement's history as (event, agent) pairs, only the `kinds` of events when given."""
+    return [(e["event"], e.get("agent")) for e in record["history"] if not kinds or e["event"] in kinds]
+
+
+async def test_a_chat_lands_is_answered_ended_and_wrapped_up(pages: Pages):
+    """A chat on an auto-accept queue starts on the desk with no ring, on its Chat tab; the consumer's
+    lines (over HTTP and over their own socket) show once each; the reply typed in the box and sent with
+    Enter reaches the consumer's socket and the record; End, the queue's disposition, wrap-up done:
+    ready and idle again, and the consumer sees the conversation close."""
+    async with serving(create_app(desk_config())) as live, api_client(live) as api:
+        page = await pages.open(f"{live.http}/?token={token('ann')}")
+        await go_ready(page)
+        created = await api.post(
+            "/v1/engagements", json={"queue": "chat", "consumer": {"name": "Mei Chen"}, "body": "Hi, my parcel is late"}
+        )
+        assert created.status_code == 201, created.text
+        eid, consumer_token = created.json()["id"], created.json()["consumer_token"]
+        await expect(view(page)).to_have_attribute("data-engagement", eid)
+        await expect(view(page).get_by_test_id("state")).to_have_text("Active")
+        await expect(page.get_by_test_id("ring")).to_have_count(0)  # auto-accept: no ring
+        await expect(page.get_by_test_id("conv-item")).to_have_attribute("data-engagement", eid)
+        await expect(page.get_by_test_id("activity")).to_have_text("Busy")
+        await expect(view(page).get_by_test_id("tab-thread")).to_have_attribute("aria-selected", "true")
+        messages = view(page).get_by_test_id("message")
+        await expect(messages).to_have_count(1)
+        await expect(messages.first).to_have_attribute("data-direction", "in")
+        await expect(messages.first.get_by_test_id("message-text")).to_have_text("Hi, my parcel is late")
+
+        async with connect(f"{live.ws}/v1/consumer/{eid}?token={consumer_token}") as ws:
+            consumer = Raw(ws)
+            assert (await consumer.request({"type": "hello", "id": 1}))["type"] == "welcome"
+            conversation = await consumer.until("conversation")
+            assert (conversation["state"], conversation["agent_name"]) == ("active", "Ann")
+
+            line = await api.post(f"/v1/engagements/{eid}/messages", json={"text": "Order B-12, due Monday"})
+            assert line.status_code == 202
+            await expect(messages).to_have_count(2)
+            await expect(messages.nth(1).get_by_test_id("message-text")).to_have_text("Order B-12, due Monday")
+            sent = await consumer.request({"type": "send", "id": 2, "engagement": eid, "text": "Still nothing"})
+            assert sent["type"] == "ok", sent
+            await expect(messages).to_have_count(3)
+            await expect(messages.filter(has_text="Still nothing")).to_have_count(1)
+            await pages.shot(page, "chat-landed")
+
+            reply = view(page).get_by_test_id("reply-text")
+            await reply.click()
+            await reply.press_sequentially("Sorry Mei! It leaves today.")
+            await reply.press("Enter")
+            await expect(messages).to_have_count(4)
+            await expect(messages.nth(3)).to_have_attribute("data-direction", "out")
+            await expect(messages.nth(3).get_by_test_id("message-text")).to_have_text("Sorry Mei! It leaves today.")
+            await expect(reply).to_have_value("")
+            echo = await consumer.first(lambda f: f["type"] == "message" and f["direction"] == "out")
+            assert (echo["text"], echo["sender"]) == ("Sorry Mei! It leaves today.", "Ann")
+            record = (await api.get(f"/v1/engagements/{eid}")).json()
+            assert [(m["direction"], m["text"]) for m in record["messages"]] == [
+                ("in", "Hi, my parcel is late"),
+                ("in", "Order B-12, due Monday"),
+                ("in", "Still nothing"),
+                ("out", "Sorry Mei! It leaves today."),
+            ]
+            await pages.shot(page, "chat-replied")
+
+            await view(page).get_by_test_id("end").click()
+            await expect(view(page).get_by_test_id("state")).to_have_text("Wrap up")
+            await expect(page.get_by_test_id("activity")).to_have_text("Wrap-up")
+            await expect(view(page).get_by_test_id("wrap-up-countdown")).to_have_text(
+                re.compile(r"Wrap-up ends in \d+:\d\d")
+            )
+            await expect(reply).to_be_disabled()
+            ended = await consumer.first(lambda f: f["type"] == "conversation" and f["state"] != "active")
+            assert ended["state"] == "wrap_up"
+            await view(page).get_by_test_id("disposition-sale").check()
+            await expect(view(page).get_by_test_id("disposition-sale")).to_be_checked()
+            await pages.shot(page, "chat-wrap-up")
+
+            await view(page).get_by_test_id("wrap-up-done").click()
+            await expect(view(page)).to_have_count(0)
+            await expect(page.get_by_test_id("conv-item")).to_have_count(0)
+            await expect(page.get_by_test_id("status-badge")).to_have_text("Ready")
+            await expect(page.get_by_test_id("activity")).to_have_text("Idle")
+            closed = (await api.get(f"/v1/engagements/{eid}")).json()
+            assert (closed["state"], closed["dispositions"]) == ("closed", ["sale"])
+            assert (await api.get("/v1/agents/ann")).json()["status"] == "ready"
+            await pages.shot(page, "chat-ready-again")
+        await pages.finish()
+
+
+async def test_a_declined_ring_goes_to_the_next_agent_or_comes_back(pages: Pages):
+    """Declining with the button passes the call to the next ready agent (ben); the agent stays ready.
+    Declining with the D key when no one else is free: the routing rules offer it to her again, as a new
+    ring for the same caller."""
+    async with (
+        serving(create_app(desk_config())) as live,
+        api_client(live) as api,
+        AgentClient.connect(live.ws, token("ben")) as ben,
+    ):
+        page = await pages.open(f"{live.http}/?token={token('ann')}")
+        await go_ready(page)
+        call = {"queue": "calls", "consumer": {"name": "Lukas Becker"}}
+        first = (await api.post("/v1/engagements", json=call)).json()
+        ring = page.get_by_test_id("ring")
+        await expect(ring.get_by_test_id("ring-consumer")).to_have_text("Lukas Becker")
+        await expect(ring.get_by_test_id("ring-decline")).to_contain_text("D")
+        await ben.set_status("ready")  # ben becomes free while it rings ann
+        await pages.shot(page, "ring-to-decline")
+
+        await ring.get_by_test_id("ring-decline").click()
+        await expect(ring).to_have_count(0)
+        passed = await ben.next_event("ring", where=lambda r: r.engagement.id == first["id"])
+        await expect(page.get_by_test_id("status-badge")).to_have_text("Ready")  # a decline is not a missed call
+        await expect(page.get_by_test_id("activity")).to_have_text("Idle")
+        record = (await api.get(f"/v1/engagements/{first['id']}")).json()
+        assert (record["state"], events(record, "offered", "declined")) == (
+            "offered",
+            [("offered", "ann"), ("declined", "ann"), ("offered", "ben")],
+        )
+        await pages.shot(page, "declined-to-ben")
+        await ben.accept(passed.offer)  # ben is on the phone now: no one else is free for calls
+
+        second = (await api.post("/v1/engagements", json={"queue": "calls", "consumer": {"name": "Nora Quinn"}})).json()
+        await expect(ring.get_by_test_id("ring-consumer")).to_have_text("Nora Quinn")
+        await expect(ring.get_by_test_id("ring-accept")).to_be_focused()
+        offer = await ring.get_attribute("data-offer")
+        assert offer
+        await page.keyboard.press("d")
+        await expect(ring).to_have_count(1)
+        await expect(ring).not_to_have_attribute("data-offer", offer)  # a new ring, for the same caller
+        await expect(ring).to_have_attribute("data-engagement", second["id"])
+        await expect(ring.get_by_test_id("ring-consumer")).to_have_text("Nora Quinn")
+        await expect(ring.get_by_test_id("ring-countdown")).to_have_text(re.compile(r"^\d+ s left$"))
+        record = (await api.get(f"/v1/engagements/{second['id']}")).json()
+        assert events(record, "offered", "declined") == [("offered", "ann"), ("declined", "ann"), ("offered", "ann")]
+        assert "offered again" in record["history"][-1]["routing"]["rule"]
+        await pages.shot(page, "declined-and-back")
+
+        await page.keyboard.press("a")
+        await expect(ring).to_have_count(0)
+        await expect(view(page)).to_have_attribute("data-engagement", second["id"])
+        await expect(view(page).get_by_test_id("state")).to_have_text("Active")
+        await pages.finish()
+
+
+async def test_a_released_email_goes_back_to_its_queue_and_on_to_a_colleague(pages: Pages):
+    """An opened email released from the desk leaves the open list; it goes back through its queue to
+    the next eligible agent (ben), and its former holder can no longer act on it."""
+    async with (
+        serving(create_app(desk_config())) as live,
+        api_client(live) as api,
+        AgentClient.connect(live.ws, token("ben")) as ben,
+    ):
+        page = await pages.open(f"{live.http}/?token={token('ann')}")
+        await go_ready(page)
+        email = {"queue": "mail", "consumer": {"email": "li@example.org"}, "subject": "Wrong size", "body": "Swap it?"}
+        eid = (await api.post("/v1/engagements", json=email)).json()["id"]
+        item = page.get_by_test_id("inbox-item")
+        await expect(item).to_have_attribute("data-engagement", eid)
+        await item.click()
+        await expect(view(page).get_by_test_id("state")).to_have_text("Open")
+        await view(page).get_by_test_id("tab-engagement").click()
+        await view(page).get_by_test_id("notes").fill("Sizes are Lea's team")
+        await ben.set_status("ready")
+        await pages.shot(page, "email-to-release")
+
+        await view(page).get_by_test_id("release").click()
+        await expect(view(page)).to_have_count(0)
+        await expect(page.get_by_test_id("inbox-item")).to_have_count(0)
+        await expect(page.get_by_test_id("workspace-empty")).to_be_visible()
+        await expect(page.get_by_test_id("toast").filter(has_text="released back to the queue")).to_be_visible()
+        landed = await ben.next_event("engagement", where=lambda e: e.engagement.id == eid)
+        assert (landed.engagement.agent, landed.engagement.state) == ("ben", "assigned")
+        record = (await api.get(f"/v1/engagements/{eid}")).json()
+        assert (record["agent"], record["state"], record["notes"]) == ("ben", "assigned", "Sizes are Lea's team")
+        moves = events(record)
+        assert moves.index(("released", "ann")) < moves.index(("assigned", "ben"))
+        await pages.shot(page, "released")
+
+        async with AgentClient.connect(live.ws, token("ann")) as ann:  # ann's own socket: it is not hers now
+            for attempt in (ann.send(eid, "Still here?"), ann.release(eid), ann.end(eid)):
+                with pytest.raises(RequestFailed) as refused:
+                    await attempt
+                assert refused.value.code == "not_yours"
+        await expect(page.get_by_test_id("inbox-item")).to_have_count(0)
+        await pages.finish()
+
+
+async def test_the_transcript_follows_new_lines_unless_the_agent_scrolled_up(pages: Pages):
+    """New transcript lines scroll the pane to the bottom; once the agent scrolls up, a new line leaves
+    the view where it is and offers a jump to the latest lines; back at the bottom, it follows again."""
+    async with serving(create_app(desk_config())) as live, api_client(live) as api:
+        page = await pages.open(f"{live.http}/?token={token('ann')}")
+        await go_ready(page)
+        eid = (await api.post("/v1/engagements", json={"queue": "calls", "consumer": {"name": "Jo Long"}})).json()["id"]
+        await page.get_by_test_id("ring-accept").click()
+        await expect(view(page)).to_have_attribute("data-engagement", eid)
+        await view(page).get_by_test_id("tab-transcript").click()
+        pane = view(page).get_by_test_id("transcript")
+        fragments = view(page).get_by_test_id("fragment")
+        jump = view(page).get_by_test_id("jump-latest")
+
+        async def say(*texts: str) -> None:
+            said = [{"speaker": "consumer" if i % 2 else "agent", "text": text} for i, text in enumerate(texts)]
+            assert (await api.post(f"/v1/engagements/{eid}/transcript", json={"fragments": said})).status_code == 202
+
+        async def shows(fragment: Locator) -> bool:
+            """Whether the line is inside the pane's visible part."""
+            box, inner = await pane.bounding_box(), await fragment.bounding_box()
+            assert box is not None and inner is not None
+            return inner["y"] >= box["y"] - 1 and inner["y"] + inner["height"] <= box["y"] + box["height"] + 1
+
+        await say(*(f"Line {n} of what was said" for n in range(1, 41)))
+        await expect(fragments).to_have_count(40)
+        handle = await pane.element_handle()
+        at_bottom = "el => el.scrollHeight > el.clientHeight && el.scrollTop + el.clientHeight >= el.scrollHeight - 2"
+        await page.wait_for_function(at_bottom, arg=handle)
+        assert await shows(fragments.last) and not await shows(fragments.first)
+        await say("Line 41, still following")
+        await expect(fragments).to_have_count(41)
+        await page.wait_for_function(at_bottom, arg=handle)
+        assert await shows(fragments.last)
+        await expect(jump).to_be_hidden()
+        await pages.shot(page, "transcript-following")
+
+        await pane.hover()
+        await page.mouse.wheel(0, -20_000)  # the agent scrolls back up to the start
+        await page.wait_for_function("el => el.scrollTop === 0", arg=handle)
+        await say("Line 42, said while the agent reads back")
+        await expect(fragments).to_have_count(42)
+        await expect(jump).to_be_visible()
+        assert await pane.evaluate("el => el.scrollTop") == 0  # the view did not move
+        assert await shows(fragments.first) and not await shows(fragments.last)
+        await pages.shot(page, "transcript-scrolled-up")
+
+        await jump.click()
+        await page.wait_for_function(at_bottom, arg=handle)
+        await expect(jump).to_be_hidden()
+        await say("Line 43, following again")
+        await expect(fragments).to_have_count(43)
+        await page.wait_for_function(at_bottom, arg=handle)
+        assert await shows(fragments.last)
+        await pages.shot(page, "transcript-following-again")
         await pages.finish()

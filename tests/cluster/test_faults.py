@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from clients.agent import AgentClient
+from server.store.redis import Keys
 from tests.cluster.nodes import NodeProcess, cluster
 from tests.e2e.conftest import Raw
 from tests.redis_server import RedisServer
@@ -97,3 +100,47 @@ async def test_a_frozen_node_is_written_off_and_when_it_wakes_it_closes_its_stal
         agents = {x["id"]: x for x in (await api.get(f"{c.http}/v1/agents")).json()}
         assert agents["ann"]["connected"] is True  # counted once, on a, not on the stale b
     await ann.close()
+
+
+async def test_a_woken_node_rejoins_and_its_new_sockets_are_not_fenced_at_its_next_heartbeats(
+    nodes: list[NodeProcess], api: httpx.AsyncClient, private_redis: RedisServer
+):
+    _, b, _ = nodes
+    keys = Keys(b.args[b.args.index("--redis-prefix") + 1])
+    db = Redis.from_url(private_redis.url)
+
+    async def beating_since(t: float) -> bool:
+        """Three nodes (b under whatever id it has now) have beaten since `t`, and no other is registered."""
+        scores = [s for _, s in await db.zrange(keys.nodes, 0, -1, withscores=True)]
+        return len(scores) == 3 and min(scores) > t
+
+    async def written_off() -> bool:
+        return bool([k async for k in db.scan_iter(match=keys.buried("*"))])
+
+    try:
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGSTOP)  # frozen past the node timeout: the others write it off
+        try:
+            await until(written_off)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        woke = time.time()
+        await until(lambda: beating_since(woke))  # b noticed, closed what it held, and beats again
+        async with AgentClient.connect(b.ws, token("ann")) as ann:
+            await ann.set_status("ready")
+            since = time.time()
+            await until(lambda: beating_since(since + 3 * 0.2))  # b has beaten three times since
+            assert ann.closed is None  # served, not fenced again
+            agents = {x["id"]: x for x in (await api.get(f"{b.http}/v1/agents")).json()}
+            assert agents["ann"]["connected"] is True and agents["ann"]["status"] == "ready"
+    finally:
+        await db.aclose()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` (bounded in time) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s")
+        await asyncio.sleep(0.05)

@@ -14,11 +14,11 @@ import httpx
 from redis.asyncio import Redis
 
 from clients.agent import AgentClient, ClientError, RequestTimeout
+from loadtest.invariants import history_violations, violations
 from protocol.frames import EngagementEvent, Event, Ring, StatusEvent
 from server.config import Directory, decode
 from server.store.redis import RedisStore
 from tests.cluster.nodes import NodeProcess, cluster
-from tests.invariants import history_violations, violations
 from tests.redis_server import RedisServer
 from tests.support import API_KEY, SECRET, token
 

@@ -2,7 +2,9 @@
 
 Options (registered in tests/conftest.py): `--server-url ws://HOST:PORT` (with `--api-key` and
 `--secret`, both required then), `--supervisor` (a supervisor id of the server's config, `sam` by
-default) and `--max-timer-wait` (seconds a test may wait on one of the server's timers).
+default), `--max-timer-wait` (seconds a test may wait on one of the server's timers) and
+`--extensions` (also check this implementation's extensions: the tests marked `extension`; always on
+when the suite starts its own server, which is this implementation).
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from tests.conformance.harness import Center, Harness, Target
 from tests.conformance.servers import ServerProcess, center_toml
 
 
+def extensions_enabled(config: pytest.Config) -> bool:
+    """Extensions are checked against the suite's own server, and against another one on request."""
+    return bool(config.getoption("--extensions")) or not config.getoption("--server-url")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("extension") is not None and not extensions_enabled(item.config):
+        pytest.skip("checks an extension of this implementation, beyond the DESIGN.md contract (run with --extensions)")
+
+
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     url: str | None = request.config.getoption("--server-url")
     supervisor: str = request.config.getoption("--supervisor")
     max_wait: float = request.config.getoption("--max-timer-wait")
+    extensions = extensions_enabled(request.config)
     if url:
         api_key, secret = request.config.getoption("--api-key"), request.config.getoption("--secret")
         if not api_key or not secret:
@@ -32,7 +46,15 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             if url.startswith("wss://")
             else "http://" + url.removeprefix("ws://")
         )
-        yield Target(http=http, ws=url, api_key=api_key, secret=secret, supervisor=supervisor, max_timer_wait=max_wait)
+        yield Target(
+            http=http,
+            ws=url,
+            api_key=api_key,
+            secret=secret,
+            supervisor=supervisor,
+            max_timer_wait=max_wait,
+            extensions=extensions,
+        )
         return
     workdir = tmp_path_factory.mktemp("conformance")
     config = workdir / "center.toml"
@@ -48,6 +70,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             secret=secret,
             supervisor=supervisor,
             max_timer_wait=max_wait,
+            extensions=extensions,
             own=workdir,
         )
     finally:

@@ -17,26 +17,37 @@ from tests.conformance.wire import JSON, MSGPACK, NotClosed, Sock, mint
 async def test_welcome_answers_hello_with_the_agents_state(h: Harness) -> None:
     agent_id = h.center.order[0]
     sock = await h.connect("/v1/agent", check_seq=True)
-    before = time.time()
     await sock.send({"type": "hello", "id": "hi-1", "token": h.target.token(agent_id)})
     welcome = await sock.next()
     h.agents_used.add(agent_id)
     assert welcome["type"] == "welcome" and welcome["re"] == "hi-1"
     assert welcome["agent"] == agent_id
-    assert welcome["name"] == h.center.agents[agent_id]["name"]
-    assert welcome["role"] == "agent"
     assert welcome["status"] == "not_ready"  # an agent who connects is not ready until they say so
-    assert welcome["activity"] == "idle"
-    assert welcome["reason"] != "" and welcome["next_status"] is None and welcome["next_reason"] is None
-    assert welcome["engagements"] == [] and welcome["offers"] == []
+    assert welcome["engagements"] == []
     assert isinstance(welcome["seq"], int) and welcome["seq"] >= 0
     assert welcome["resumed"] is False
+    assert (await h.agent_info(agent_id))["status"] == "not_ready"
+
+
+@pytest.mark.extension
+async def test_welcome_extensions(h: Harness) -> None:
+    """`welcome` adds name, role, reason, activity, next status, offers, epoch and server_time."""
+    agent_id = h.center.order[0]
+    before = time.time()
+    sock = await h.agent(agent_id)
+    welcome = sock.welcome
+    assert welcome["name"] == h.center.agents[agent_id]["name"]
+    assert welcome["role"] == "agent"
+    assert welcome["activity"] == "idle"
+    assert welcome["reason"] != "" and welcome["next_status"] is None and welcome["next_reason"] is None
+    assert welcome["offers"] == []
     assert isinstance(welcome["epoch"], str) and welcome["epoch"]
     assert before - 5 <= welcome["server_time"] <= time.time() + 5
     info = await h.agent_info(agent_id)
     assert info["connected"] is True and info["status"] == "not_ready"
 
 
+@pytest.mark.extension
 async def test_signing_in_from_offline_is_a_status_event(h: Harness, request: pytest.FixtureRequest) -> None:
     base = h.target.http
     if h.target.own is not None:  # a fresh server of its own, where every agent is offline
@@ -60,7 +71,7 @@ async def test_a_request_id_may_be_a_string_or_an_integer(h: Harness) -> None:
     for rid in (7, "seven"):
         await sock.send({"type": "ping", "id": rid})
         pong = await sock.expect("pong")
-        assert pong["re"] == rid and isinstance(pong["server_time"], float)
+        assert pong["re"] == rid
 
 
 async def test_ping_without_id_still_gets_pong(h: Harness) -> None:
@@ -68,7 +79,13 @@ async def test_ping_without_id_still_gets_pong(h: Harness) -> None:
     await sock.send({"type": "ping"})
     pong = await sock.expect("pong")
     assert pong["re"] is None
-    assert abs(pong["server_time"] - time.time()) < 60
+
+
+@pytest.mark.extension
+async def test_pong_carries_the_server_time(h: Harness) -> None:
+    sock = await h.agent(h.center.order[0])
+    pong = await sock.ping()
+    assert isinstance(pong["server_time"], float) and abs(pong["server_time"] - time.time()) < 60
 
 
 async def test_the_token_may_come_in_the_url(h: Harness) -> None:
@@ -188,16 +205,21 @@ async def test_only_unknown_subprotocols_are_closed_with_4400(h: Harness) -> Non
     assert (await sock.closed())[0] == 4400
 
 
+@pytest.mark.extension
 async def test_a_second_hello_refreshes_the_token(h: Harness) -> None:
+    """A second `hello` with a fresh token keeps the socket going under the new token; like every `hello`
+    (DESIGN.md) it is answered with `welcome`: the agent's standing now, nothing replayed."""
     agent_id, other = h.center.order[0], h.center.order[1]
     sock = await h.agent(agent_id)
-    ok = await sock.request({"type": "hello", "token": h.target.token(agent_id, ttl_s=3600)})
-    assert ok["type"] == "ok"
+    again = await sock.request({"type": "hello", "token": h.target.token(agent_id, ttl_s=3600)})
+    assert again["type"] == "welcome" and again["agent"] == agent_id and again["resumed"] is True
+    assert again["status"] == "not_ready" and again["engagements"] == []
     await sock.refused({"type": "hello", "token": h.target.token(other)}, "forbidden")
     await sock.refused({"type": "hello", "token": _forged(h, agent_id)}, "unauthorized")
     await sock.ping()
 
 
+@pytest.mark.extension
 async def test_a_request_after_the_token_expired_closes_with_4401(h: Harness) -> None:
     agent_id = h.center.order[0]
     h.agents_used.add(agent_id)
@@ -210,9 +232,8 @@ async def test_a_request_after_the_token_expired_closes_with_4401(h: Harness) ->
     assert (await sock.closed())[0] == 4401
 
 
-async def test_a_page_from_another_site_is_closed_with_4403(h: Harness) -> None:
-    sock = await h.connect("/v1/agent", origin="https://evil.example")
-    assert (await sock.closed())[0] == 4403
+async def test_a_page_from_the_servers_own_origin_may_connect(h: Harness) -> None:
+    """The browser desktop is served at `/`: its sockets carry the server's own origin."""
     agent_id = h.center.order[0]
     h.agents_used.add(agent_id)
     same = await h.connect("/v1/agent", origin=h.target.http)
@@ -220,8 +241,21 @@ async def test_a_page_from_another_site_is_closed_with_4403(h: Harness) -> None:
     assert welcome["type"] == "welcome"
 
 
-async def test_supervisor_welcome_has_no_status(h: Harness) -> None:
+@pytest.mark.extension
+async def test_a_page_from_another_site_is_closed_with_4403(h: Harness) -> None:
+    sock = await h.connect("/v1/agent", origin="https://evil.example")
+    assert (await sock.closed())[0] == 4403
+
+
+async def test_a_supervisor_is_welcomed(h: Harness) -> None:
     sup = await h.supervisor()
+    assert sup.welcome["type"] == "welcome"
+    await sup.ping()
+
+
+@pytest.mark.extension
+async def test_supervisor_welcome_has_their_id_and_no_status(h: Harness) -> None:
+    sup = await h.supervisor()
+    assert sup.welcome["role"] == "supervisor"
     assert sup.welcome["agent"] == h.target.supervisor
     assert sup.welcome["status"] is None
-    await sup.ping()

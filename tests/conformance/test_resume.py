@@ -3,11 +3,9 @@ missed, a fresh snapshot when the gap is too old, and rings re-sent on a fresh s
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from tests.conformance.harness import Harness, of
+from tests.conformance.harness import Harness, ids, of
 from tests.conformance.wire import Frame, NoFrame, Sock
 
 
@@ -45,7 +43,7 @@ async def test_resume_replays_the_missed_events_with_their_original_seq(h: Harne
     for reason in ("away-1", "away-2", "away-3"):
         await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "not_ready", "reason": reason})
     missed = await watcher.expect("status", reason="away-3")
-    back = await h.agent(agent_id, resume_from=seen, epoch=tab.welcome["epoch"])
+    back = await h.agent(agent_id, resume_from=seen)  # `epoch` is optional (an extension)
     assert back.welcome["resumed"] is True
     assert back.welcome["seq"] >= missed["seq"]
     await back.ping()
@@ -60,14 +58,25 @@ async def test_resume_replays_the_missed_events_with_their_original_seq(h: Harne
     assert live["seq"] == (await watcher.expect("status", reason="live"))["seq"]
 
 
-async def test_resume_without_epoch_checks_the_seq_only(h: Harness) -> None:
+async def test_resume_from_the_latest_seq_replays_nothing(h: Harness) -> None:
     agent_id = h.center.order[1]
     tab = await h.agent(agent_id)
     seen = tab.welcome["seq"]
     back = await h.agent(agent_id, resume_from=seen)
     assert back.welcome["resumed"] is True
+    await back.ping()
+    assert not [f for f in events(back) if f["seq"] <= seen]
 
 
+@pytest.mark.extension
+async def test_resume_with_the_same_epoch(h: Harness) -> None:
+    agent_id = h.center.order[1]
+    tab = await h.agent(agent_id)
+    back = await h.agent(agent_id, resume_from=tab.welcome["seq"], epoch=tab.welcome["epoch"])
+    assert back.welcome["resumed"] is True and back.welcome["epoch"] == tab.welcome["epoch"]
+
+
+@pytest.mark.extension
 async def test_resume_with_another_epoch_is_a_fresh_snapshot(h: Harness) -> None:
     agent_id = h.center.order[1]
     tab = await h.agent(agent_id)
@@ -93,13 +102,31 @@ async def test_resume_from_a_gap_older_than_the_log_is_a_fresh_snapshot(h: Harne
         replayed = [f["seq"] for f in events(back) if f["seq"] <= last["seq"]]
         assert replayed == list(range(start + 1, last["seq"] + 1))
         pytest.skip(f"the server keeps more than {count} events per agent: the gap is not too old here")
-    assert back.welcome["status"] == "not_ready" and back.welcome["reason"] == f"r{count - 1}"
+    assert back.welcome["status"] == "not_ready"
+    assert (await h.agent_info(agent_id))["reason"] == f"r{count - 1}"
     assert back.welcome["seq"] >= last["seq"]
     await back.ping()
     assert not [f for f in events(back) if f["seq"] <= back.welcome["seq"]]  # nothing old is replayed
 
 
+async def test_a_ring_still_running_is_sent_again_on_reconnecting(h: Harness) -> None:
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    agent_id = h.center.able(queue["id"])[0]
+    first = await h.agent(agent_id, ready=True)
+    eid = (await h.create(queue["id"]))["id"]
+    ring = await first.expect("ring", where=of(eid))
+    await first.close()  # the desk's socket drops while the call rings, and it is back at once
+    back = await h.agent(agent_id)
+    again = await back.expect("ring", offer=ring["offer"])
+    assert again["expires_at"] == ring["expires_at"]  # its original deadline
+    assert again["engagement"]["id"] == eid and again["seq"] > back.welcome["seq"]
+    await back.ok({"type": "accept", "offer": ring["offer"]})
+    await back.expect("engagement", where=of(eid, "active"))
+
+
+@pytest.mark.extension
 async def test_a_fresh_sign_in_is_sent_the_rings_still_running(h: Harness) -> None:
+    """A second tab: `welcome.offers` and `activity`, the ring sent again on every socket, not on a resume."""
     queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
     agent_id = h.center.able(queue["id"])[0]
     first = await h.agent(agent_id, ready=True)
@@ -121,6 +148,17 @@ async def test_a_fresh_sign_in_is_sent_the_rings_still_running(h: Harness) -> No
     await first.expect("engagement", where=of(eid, "active"))
 
 
+async def test_a_fresh_sign_in_during_a_call_lists_it(h: Harness) -> None:
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    sock, ring = await h.call(h.center.able(queue["id"])[0], queue["id"])
+    eid = ring["engagement"]["id"]
+    reload = await h.agent(sock.welcome["agent"])
+    assert ids(reload.welcome["engagements"]) == [eid]
+    await reload.ok({"type": "end", "engagement": eid})  # the reloaded page acts on it
+    await reload.expect("engagement", where=of(eid, "wrap_up"))
+
+
+@pytest.mark.extension
 async def test_a_fresh_sign_in_during_a_call_gets_the_transcript_so_far(h: Harness) -> None:
     queue = h.center.find_queue(
         "a voice queue with transcription", channel="voice", acceptance="manual", transcription=True
@@ -140,10 +178,8 @@ async def test_back_within_the_grace_period_the_agent_is_as_before(h: Harness) -
     agent_id = h.center.order[0]
     tab = await h.agent(agent_id, ready=True)
     await tab.close()
-    async with asyncio.timeout(5):  # the server notices the socket is gone: no event says so to anyone
-        while (info := await h.agent_info(agent_id))["connected"]:
-            await asyncio.sleep(0.05)
-    assert info["status"] == "ready"  # kept during the grace period
+    await h.until_disconnected(agent_id)
+    assert (await h.agent_info(agent_id))["status"] == "ready"  # kept during the grace period
     back = await h.agent(agent_id)
     assert back.welcome["status"] == "ready"
 
@@ -160,16 +196,18 @@ async def test_after_the_grace_period_rings_are_rescinded_and_the_agent_is_not_r
     ring = await tab.expect("ring", where=of(eid))
     seen = tab.last_seq
     await tab.close()  # dropped with a ring running
-    wait = min(h.target.max_timer_wait, ring["expires_at"] - ring["engagement"]["created_at"] - 1)
+    created_at = (await h.engagement(eid))["created_at"]
+    wait = min(h.target.max_timer_wait, ring["expires_at"] - created_at - 1)
     try:
         lost = await sup.expect("agent_state", agent=agent_id, reason="connection_lost", timeout=wait)
     except NoFrame:
         pytest.skip(f"the grace period did not end within {wait:g}s (--max-timer-wait, or before the ring's deadline)")
     assert lost["status"] == "not_ready"
+    info = await h.agent_info(agent_id)
+    assert (info["status"], info["reason"]) == ("not_ready", "connection_lost")
     back = await h.agent(agent_id, resume_from=seen)
     assert back.welcome["resumed"] is True
-    assert (back.welcome["status"], back.welcome["reason"]) == ("not_ready", "connection_lost")
-    assert back.welcome["offers"] == []
+    assert back.welcome["status"] == "not_ready"
     cancelled = await back.expect("ring_cancelled", offer=ring["offer"])
     assert cancelled["reason"] == "timeout"  # in their log, with its original seq
     assert cancelled["seq"] <= back.welcome["seq"]

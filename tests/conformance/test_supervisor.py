@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.harness import Harness, of
+from tests.conformance.harness import IDLE, Harness, actors, of
 from tests.conformance.wire import Frame
 
 
@@ -14,9 +14,8 @@ async def test_after_welcome_a_supervisor_gets_every_agent_and_every_queue(h: Ha
     states = [await sup.expect("agent_state") for _ in h.center.order]
     assert sorted(s["agent"] for s in states) == sorted(h.center.order)
     for s in states:
-        assert s["name"] == h.center.agents[s["agent"]]["name"]
-        assert s["status"] in ("offline", "ready", "not_ready") and isinstance(s["engagements"], list)
-        assert s["activity"] in ("idle", "ringing", "busy", "wrap_up")
+        assert s["status"] in ("offline", "ready", "not_ready") and "reason" in s
+        assert s["activity"] in ("ringing", "busy", "wrap_up", *IDLE)
     stats: dict[str, Frame] = {}
     while len(stats) < len(h.center.queues):
         frame = await sup.expect("queue_stats")
@@ -24,7 +23,23 @@ async def test_after_welcome_a_supervisor_gets_every_agent_and_every_queue(h: Ha
     assert set(stats) == set(h.center.queues)
     for frame in stats.values():
         assert isinstance(frame["waiting"], int) and isinstance(frame["longest_wait_s"], (int, float))
-        assert {"offline", "ready", "not_ready"} <= set(frame["agents"]) and isinstance(frame["available"], int)
+        assert isinstance(frame["agents"], dict)
+
+
+@pytest.mark.extension
+async def test_agent_state_and_queue_stats_extensions(h: Harness) -> None:
+    """`agent_state` adds `name` and `engagements`; `queue_stats` adds `available` and counts every status."""
+    sup = await h.supervisor()
+    for _ in h.center.order:
+        s = await sup.expect("agent_state")
+        assert s["name"] == h.center.agents[s["agent"]]["name"] and isinstance(s["engagements"], list)
+        assert s["activity"] in ("idle", "ringing", "busy", "wrap_up")
+    frame = await sup.expect("queue_stats")
+    assert {"offline", "ready", "not_ready"} <= set(frame["agents"]) and isinstance(frame["available"], int)
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    sock, ring = await h.call(h.center.able(queue["id"])[0], queue["id"])
+    busy = await sup.expect("agent_state", agent=sock.welcome["agent"], activity="busy")
+    assert busy["engagements"] == [ring["engagement"]["id"]]
 
 
 async def test_agent_state_and_queue_stats_follow_changes(h: Harness) -> None:
@@ -40,8 +55,7 @@ async def test_agent_state_and_queue_stats_follow_changes(h: Harness) -> None:
     assert ringing["status"] == "ready"
     ring = await sock.expect("ring", where=of(eid))
     await sock.ok({"type": "accept", "offer": ring["offer"]})
-    busy = await sup.expect("agent_state", agent=agent_id, activity="busy")
-    assert busy["engagements"] == [eid]
+    await sup.expect("agent_state", agent=agent_id, activity="busy")
     await sup.expect("queue_stats", queue=queue["id"], where=lambda f: f["waiting"] == waiting["waiting"] - 1)
 
 
@@ -49,17 +63,33 @@ async def test_set_agent_status(h: Harness) -> None:
     agent_id = h.center.order[0]
     sock = await h.agent(agent_id)
     sup = await h.supervisor()
-    reply = await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "ready"})
-    assert reply["status"] == "ready"
+    await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "ready"})
     await sock.expect("status", status="ready")
     await sup.expect("agent_state", agent=agent_id, status="ready")
-    reply = await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "not_ready", "reason": "coaching"})
-    assert (reply["status"], reply["reason"]) == ("not_ready", "coaching")
+    await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "not_ready", "reason": "coaching"})
     await sock.expect("status", status="not_ready", reason="coaching")
     await sup.refused({"type": "set_agent_status", "agent": "nobody-by-that-name", "status": "ready"}, "unknown_agent")
-    absent = [a for a in h.center.order if not (await h.agent_info(a))["connected"]]
+    absent = await h.not_signed_in()
     if absent:  # an agent who is not signed in cannot be made ready
         await sup.refused({"type": "set_agent_status", "agent": absent[0], "status": "ready"}, "invalid_state")
+
+
+@pytest.mark.extension
+async def test_supervisor_ok_replies_name_what_they_did(h: Harness) -> None:
+    """`ok` answers `set_agent_status` with the status and reason, and the engagement frames with the engagement."""
+    agent_id = h.center.order[0]
+    await h.agent(agent_id)
+    sup = await h.supervisor()
+    reply = await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "ready"})
+    assert (reply["status"], reply["reason"]) == ("ready", None)
+    reply = await sup.ok({"type": "set_agent_status", "agent": agent_id, "status": "not_ready", "reason": "coaching"})
+    assert (reply["status"], reply["reason"]) == ("not_ready", "coaching")
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    eid = (await h.create(queue["id"]))["id"]
+    assert (await sup.ok({"type": "watch", "engagement": eid}))["engagement"] == eid
+    await sup.ok({"type": "unwatch", "engagement": eid})
+    assert (await sup.ok({"type": "force_end", "engagement": eid}))["engagement"] == eid
+    assert (await h.engagement(eid))["state"] == "closed"  # waiting -> closed
 
 
 async def test_watch_sends_the_snapshot_the_transcript_and_every_change_until_unwatch(h: Harness) -> None:
@@ -71,7 +101,6 @@ async def test_watch_sends_the_snapshot_the_transcript_and_every_change_until_un
     await h.api.post(f"/v1/engagements/{eid}/transcript", json={"fragments": [{"speaker": "consumer", "text": "Allo"}]})
     sup = await h.supervisor()
     reply = await sup.ok({"type": "watch", "engagement": eid})
-    assert reply["engagement"] == eid
     snapshot = await sup.expect("engagement", where=of(eid, "active"))
     assert snapshot["engagement"]["agent"] == sock.welcome["agent"]
     so_far = await sup.expect("transcript", engagement=eid)
@@ -83,7 +112,7 @@ async def test_watch_sends_the_snapshot_the_transcript_and_every_change_until_un
     assert [f["text"] for f in live["fragments"]] == ["Bonjour"]
     await sock.ok({"type": "end", "engagement": eid})
     await sup.expect("engagement", where=of(eid, "wrap_up"))
-    assert (await sup.ok({"type": "unwatch", "engagement": eid}))["engagement"] == eid
+    await sup.ok({"type": "unwatch", "engagement": eid})
     await h.api.post(f"/v1/engagements/{eid}/transcript", json={"fragments": [{"speaker": "agent", "text": "Bye"}]})
     await sock.expect("transcript", engagement=eid)
     await sup.quiet("transcript", where=lambda f: f["engagement"] == eid)
@@ -97,12 +126,12 @@ async def test_force_end_and_force_wrap_up_done_are_in_the_history(h: Harness) -
     sup = await h.supervisor()
     sup_actor = f"supervisor:{h.target.supervisor}"
     await sup.refused({"type": "force_wrap_up_done", "engagement": eid}, "invalid_state")  # still talking
-    assert (await sup.ok({"type": "force_end", "engagement": eid}))["engagement"] == eid
+    await sup.ok({"type": "force_end", "engagement": eid})
     await sock.expect("engagement", where=of(eid, "wrap_up"))
     await sup.ok({"type": "force_wrap_up_done", "engagement": eid})  # no disposition needed
     await sock.expect("engagement", where=of(eid, "closed"))
     history = (await h.engagement(eid))["history"]
-    assert [e["actor"] for e in history if e["event"] in ("ended", "closed")] == [sup_actor, sup_actor]
+    assert [e["actor"] for e in history][-2:] == [sup_actor, sup_actor]  # each act is in the history
     await sup.refused({"type": "force_end", "engagement": eid}, "invalid_state")
     await sup.refused({"type": "force_end", "engagement": "e-no-such-engagement"}, "not_found")
 
@@ -112,7 +141,8 @@ async def test_force_end_closes_a_waiting_engagement(h: Harness) -> None:
     eid = (await h.create(queue["id"]))["id"]
     sup = await h.supervisor()
     await sup.ok({"type": "force_end", "engagement": eid})
-    assert (await h.engagement(eid))["state"] == "closed"
+    record = await h.engagement(eid)
+    assert record["state"] in ("closed", "abandoned") and actors(record)[-1] == f"supervisor:{h.target.supervisor}"
 
 
 async def test_force_transfer_moves_a_call_to_another_agent(h: Harness) -> None:
@@ -125,6 +155,29 @@ async def test_force_transfer_moves_a_call_to_another_agent(h: Harness) -> None:
     sup = await h.supervisor()
     await sup.refused({"type": "force_transfer", "engagement": eid, "agent": "nobody-by-that-name"}, "unknown_agent")
     await sup.ok({"type": "force_transfer", "engagement": eid, "agent": target_id})
+    rung = await target.expect("ring", where=of(eid))
+    await holder.refused({"type": "end", "engagement": eid}, "not_yours")
+    assert f"supervisor:{h.target.supervisor}" in actors(await h.engagement(eid))
+    # a transfer ring that is declined goes back to the engagement's queue
+    await target.ok({"type": "decline", "offer": rung["offer"]})
+    await target.expect("ring_cancelled", offer=rung["offer"], reason="declined")
+    back = await h.engagement(eid)
+    assert back["queue"] == queue["id"] and back["state"] in ("queued", "offered")
+    assert back["agent"] is None
+
+
+@pytest.mark.extension
+async def test_force_transfer_extensions(h: Harness) -> None:
+    """The former holder's last `engagement` event; the ring's engagement is `offered`; `transferred` by the
+    supervisor in the history."""
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    holder_id = h.center.able(queue["id"])[0]
+    target_id = next(a for a in h.center.order if a != holder_id and h.center.capacity(a, "voice") > 0)
+    holder, ring = await h.call(holder_id, queue["id"])
+    eid = ring["engagement"]["id"]
+    target = await h.agent(target_id)
+    sup = await h.supervisor()
+    assert (await sup.ok({"type": "force_transfer", "engagement": eid, "agent": target_id}))["engagement"] == eid
     await holder.expect(
         "engagement", where=lambda f: f["engagement"]["id"] == eid and f["engagement"]["agent"] != holder_id
     )
@@ -132,12 +185,6 @@ async def test_force_transfer_moves_a_call_to_another_agent(h: Harness) -> None:
     assert rung["engagement"]["state"] == "offered"
     moved = [e for e in (await h.engagement(eid))["history"] if e["event"] == "transferred"]
     assert moved and moved[0]["actor"] == f"supervisor:{h.target.supervisor}"
-    # a transfer ring that is declined goes back to the engagement's queue
-    await target.ok({"type": "decline", "offer": rung["offer"]})
-    await target.expect("ring_cancelled", offer=rung["offer"], reason="declined")
-    back = await h.engagement(eid)
-    assert back["queue"] == queue["id"] and back["state"] in ("queued", "offered")
-    assert back["agent"] is None
 
 
 async def test_force_end_resolves_an_email_and_closes_nothing_twice(h: Harness) -> None:

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from loadtest.invariants import history_violations, violations
 from protocol.model import AgentStatus, EngagementState
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.lifecycle import NewEngagement
-from tests.invariants import history_violations, violations
 from tests.support import World, agent, make_config, voice_queue
 
 S = EngagementState

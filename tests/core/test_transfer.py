@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.codes import ErrorCode
-from protocol.frames import Ring
+from protocol.frames import Ring, RingCancelled
 from protocol.model import AgentStatus, EngagementState
 from server.core import lifecycle
 from tests.support import World, agent, make_config, refused, voice_queue
@@ -145,3 +145,40 @@ def test_a_released_email_goes_to_another_agent():
     eng = w.engagement(eid)
     assert eng.state is S.ASSIGNED and eng.agent == "ben"
     assert [(h.event, h.agent) for h in eng.history][-2:] == [("released", "ann"), ("assigned", "ben")]
+
+
+def test_a_supervisor_moves_a_ringing_call_its_rings_are_rescinded_as_taken():
+    config = make_config(
+        [voice_queue("sales", strategy="ring_all"), voice_queue("billing")],
+        [agent("ann", "sales"), agent("ben", "sales"), agent("cat", "billing")],
+    )
+    w = World(config)
+    w.sign_in("ann", "ben", "cat")
+    eid = w.create("sales")
+    rung = {a: w.offer_of(a) for a in ("ann", "ben")}
+    for a in rung:
+        w.events(a)
+    w.do(lambda tx: lifecycle.transfer(tx, eid, "supervisor:sue", by=None, queue="billing"))
+    for a, offer in rung.items():
+        (cancelled,) = w.events(a)
+        assert isinstance(cancelled, RingCancelled) and (cancelled.offer, cancelled.reason) == (offer, "taken")
+        assert w.agent(a).offers == {} and w.agent(a).status is AgentStatus.READY
+    eng = w.engagement(eid)
+    assert (eng.queue, eng.state, [o.agent for o in eng.offers]) == ("billing", S.OFFERED, ["cat"])
+    by_sue = [(h.event, h.agent, h.reason) for h in eng.history if h.actor == "supervisor:sue"]
+    assert by_sue == [
+        ("rescinded", "ann", "transferred by supervisor:sue"),
+        ("rescinded", "ben", "transferred by supervisor:sue"),
+        ("transferred", None, None),
+    ]
+    assert "ann" not in eng.tried and "ben" not in eng.tried  # nobody declined it
+
+
+def test_a_ringing_call_can_be_moved_to_the_agent_it_rings_whose_room_it_holds():
+    w = center()
+    eid = w.create("sales")
+    first = w.offer_of("ann")
+    w.do(lambda tx: lifecycle.transfer(tx, eid, "supervisor:sue", by=None, agent="ann"))
+    again = w.offer_of("ann")
+    assert again != first and [o.agent for o in w.engagement(eid).offers] == ["ann"]
+    assert w.engagement(eid).history[-1].reason == "transfer by supervisor:sue"

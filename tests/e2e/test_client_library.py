@@ -64,3 +64,46 @@ async def test_auto_reconnect_stops_when_the_token_is_refused():
             await client.next_event("ring", timeout=5)  # the stream ends rather than waiting for more
         assert client.state == "closed"
         await client.close()
+
+
+async def test_events_skipped_by_next_event_are_kept_in_order_for_the_next_read():
+    async with serving(create_app(handling_config())) as live:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with (
+            httpx.AsyncClient(base_url=live.http, headers=headers) as api,
+            AgentClient.connect(live.ws, token("ann")) as ann,
+        ):
+            await ann.set_status("ready")  # after the sign-in's status event: two status events
+            chat = (await api.post("/v1/engagements", json={"queue": "chat"})).json()["id"]
+            await api.post(f"/v1/engagements/{chat}/messages", json={"text": "Hello?"})
+
+            line = await ann.next_event("message")  # passes over both statuses and the engagement
+            assert line.text == "Hello?"
+            stream = ann.events()
+            async with asyncio.timeout(5):
+                skipped = [await anext(stream) for _ in range(3)]
+            assert [(type(e).__struct_config__.tag, e.seq) for e in skipped] == [
+                ("status", line.seq - 3),
+                ("status", line.seq - 2),
+                ("engagement", line.seq - 1),
+            ]
+
+            await api.post(f"/v1/engagements/{chat}/messages", json={"text": "Anyone?"})
+            await api.post(f"/v1/engagements/{chat}/end")
+            ended = await ann.next_event("engagement", where=lambda e: e.engagement.state == "wrap_up")
+            assert (await ann.next_event("message")).text == "Anyone?"  # skipped above, found among the kept
+            assert ann.drain() == [] and ended.seq == line.seq + 2
+
+
+async def test_the_events_kept_for_later_are_bounded_oldest_dropped_first():
+    async with serving(create_app(handling_config())) as live:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with (
+            httpx.AsyncClient(base_url=live.http, headers=headers) as api,
+            AgentClient.connect(live.ws, token("ann"), max_kept=2) as ann,
+        ):
+            await ann.set_status("ready")
+            chat = (await api.post("/v1/engagements", json={"queue": "chat"})).json()["id"]
+            await api.post(f"/v1/engagements/{chat}/messages", json={"text": "Hello?"})
+            line = await ann.next_event("message")
+            assert [e.seq for e in ann.drain()] == [line.seq - 2, line.seq - 1]  # the first status is gone

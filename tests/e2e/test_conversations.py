@@ -155,6 +155,41 @@ async def test_an_email_lands_in_the_open_list_is_opened_answered_and_resolved(d
         assert [h["event"] for h in record["history"]] == ["created", "assigned", "opened", "disposition", "resolved"]
 
 
+async def test_a_consumer_who_ends_an_email_leaves_it_with_the_agent_to_resolve(app_for: AppFactory):
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with (
+        serving(app_for(handling_config())) as desk,  # no inactivity limit: the email waits for ann
+        httpx.AsyncClient(base_url=desk.http, headers=headers, timeout=10) as api,
+        AgentClient.connect(desk.ws, token("ann")) as ann,
+    ):
+        await ann.set_status("not_ready", "lunch")
+        waiting = (await api.post("/v1/engagements", json={"queue": "mail", "body": "Hello?"})).json()["id"]
+        gone = await api.post(f"/v1/engagements/{waiting}/end")  # nobody has it yet: abandoned
+        assert (gone.status_code, gone.json()["state"]) == (200, "abandoned")
+
+        await ann.set_status("ready")
+        eid = (await api.post("/v1/engagements", json={"queue": "mail", "body": "Where is it?"})).json()["id"]
+        await ann.next_event("engagement", where=lambda e: e.engagement.id == eid)
+        ended = await api.post(f"/v1/engagements/{eid}/end")
+        assert ended.status_code == 200
+        assert (ended.json()["state"], ended.json()["agent"]) == ("assigned", "ann")
+        told = await ann.next_event("engagement", where=lambda e: e.engagement.id == eid)
+        last = told.engagement.history[-1]
+        assert (told.engagement.state, last.event, last.actor) == ("assigned", "consumer_ended", "consumer")
+        again = await api.post(f"/v1/engagements/{eid}/end")  # a retry changes nothing
+        assert again.status_code == 200 and again.json()["history"] == ended.json()["history"]
+
+        await ann.open_engagement(eid)  # still in her open list, hers to answer and resolve
+        await ann.send(eid, "It left our warehouse today.")
+        await ann.disposition(eid, ["answered"])
+        await ann.end(eid)
+        record = (await api.get(f"/v1/engagements/{eid}")).json()
+        assert record["state"] == "resolved"
+        assert [h["event"] for h in record["history"]] == [
+            "created", "assigned", "consumer_ended", "opened", "disposition", "resolved",
+        ]  # fmt: skip
+
+
 async def test_an_email_left_alone_past_the_queues_limit_closes_by_itself(desk: Running, api: httpx.AsyncClient):
     async with AgentClient.connect(desk.ws, token("ann")) as ann:
         await ann.set_status("ready")

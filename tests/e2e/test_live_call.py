@@ -116,8 +116,8 @@ async def test_an_unanswered_ring_times_out_the_agent_goes_not_ready_missed_and_
         ring = await ann.next_event("ring")
         cancelled = await ann.next_event("ring_cancelled", timeout=3)
         assert isinstance(cancelled, RingCancelled) and cancelled.reason == "timeout" and cancelled.offer == ring.offer
-        status = await ann.next_event("status")
-        assert isinstance(status, StatusEvent) and (status.status, status.reason) == ("not_ready", "missed")
+        status = await ann.next_event("status", where=lambda s: s.reason == "missed")
+        assert isinstance(status, StatusEvent) and status.status == "not_ready"
         ben_ring = await ben.next_event("ring", timeout=3)
         assert ben_ring.engagement.id == eid
 

@@ -83,7 +83,7 @@ async def test_a_supervisor_watches_a_call_and_acts_on_it_and_the_history_says_s
         await sue.force_end(eid)
         await sue.force_wrap_up_done(eid)
         await sue.set_agent_status("ann", "not_ready", "coaching")
-        assert (await ann.next_event("status", where=lambda s: s.status == "not_ready")).reason == "coaching"
+        assert (await ann.next_event("status", where=lambda s: s.reason == "coaching")).status == "not_ready"
         await sue.unwatch(eid)
 
         history = (await api.get(f"/v1/engagements/{eid}")).json()["history"]
@@ -93,3 +93,62 @@ async def test_a_supervisor_watches_a_call_and_acts_on_it_and_the_history_says_s
         with pytest.raises(RequestFailed) as refused:
             await ben.request(lambda i: Watch(id=i, engagement=eid))  # watching is for supervisors
         assert refused.value.code == "forbidden"
+
+
+async def test_a_supervisor_moves_a_ringing_call_and_the_agents_rung_hear_it_was_taken(
+    desk: Running, api: httpx.AsyncClient
+):
+    async with (
+        SupervisorClient.connect(desk.ws, token("sue", "supervisor")) as sue,
+        AgentClient.connect(desk.ws, token("ann")) as ann,
+        AgentClient.connect(desk.ws, token("ben")) as ben,
+        AgentClient.connect(desk.ws, token("cat")) as cat,
+    ):
+        await ann.set_status("ready")
+        await cat.set_status("ready")
+        to_queue = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["id"]
+        ring = await ann.next_event("ring", where=lambda r: r.engagement.id == to_queue)
+        await sue.force_transfer(to_queue, queue="billing")
+        cancelled = await ann.next_event("ring_cancelled")
+        assert (cancelled.offer, cancelled.reason, cancelled.engagement) == (ring.offer, "taken", to_queue)
+        moved = await cat.next_event("ring", where=lambda r: r.engagement.id == to_queue)
+        assert moved.engagement.queue == "billing"
+        await cat.accept(moved.offer)
+        history = (await api.get(f"/v1/engagements/{to_queue}")).json()["history"]
+        by_sue = [(h["event"], h.get("agent"), h.get("queue")) for h in history if h["actor"] == "supervisor:sue"]
+        assert by_sue == [("rescinded", "ann", None), ("transferred", None, "billing")]
+        assert [h["event"] for h in history][-3:] == ["transferred", "offered", "accepted"]
+
+        # to an agent, whatever their status: ben (not ready) rings, and ann is free for the next call
+        to_agent = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["id"]
+        ring = await ann.next_event("ring", where=lambda r: r.engagement.id == to_agent)
+        await sue.force_transfer(to_agent, agent="ben")
+        cancelled = await ann.next_event("ring_cancelled")
+        assert (cancelled.offer, cancelled.reason) == (ring.offer, "taken")
+        rung = await ben.next_event("ring", where=lambda r: r.engagement.id == to_agent)
+        await ben.accept(rung.offer)
+        record = (await api.get(f"/v1/engagements/{to_agent}")).json()
+        assert (record["state"], record["agent"]) == ("active", "ben")
+        assert (await api.get("/v1/agents/ann")).json()["status"] == "ready"  # a taken ring is no missed one
+
+
+async def test_a_supervisors_status_change_is_in_the_agents_status_history(desk: Running, api: httpx.AsyncClient):
+    async with (
+        SupervisorClient.connect(desk.ws, token("sue", "supervisor")) as sue,
+        AgentClient.connect(desk.ws, token("ann")) as ann,
+    ):
+        await ann.set_status("ready")
+        await sue.set_agent_status("ann", "not_ready", "coaching")
+        await ann.next_event("status", where=lambda s: s.reason == "coaching")
+        detail = (await api.get("/v1/agents/ann")).json()
+        steps = [(h["actor"], h["status"], h["reason"], h["deferred"]) for h in detail["history"]]
+        assert steps == [
+            ("agent:ann", "not_ready", None, False),  # signing in
+            ("agent:ann", "ready", None, False),
+            ("supervisor:sue", "not_ready", "coaching", False),
+        ]
+        times = [h["at"] for h in detail["history"]]
+        assert times == sorted(times)
+        listing = (await api.get("/v1/agents")).json()
+        assert next(a for a in listing if a["id"] == "ann")["status"] == "not_ready"
+        assert all("history" not in a for a in listing)  # the listing stays small

@@ -1,5 +1,7 @@
 """The invariants of DESIGN.md, checked over a full set of records (any store, any number of nodes).
 
+In loadtest/ (not tests/) because the chaos scenario checks them too, and loadtest never imports tests.
+
 - an engagement is offered to or handled by at most one agent at a time (ring-all excepted for offers);
 - an agent never exceeds capacity, and never holds channels that block each other;
 - no engagement is lost: each is final, or waiting in exactly one queue, or offered, or held;
@@ -101,8 +103,10 @@ def history_violations(directory: Directory, engagements: Iterable[EngagementRec
     for eng in engagements:
         channel = eng.channel.value
         taking = "assigned" if channel == "email" else "accepted"
-        offered = Counter(h.offer for h in eng.history if h.event == "offered")
-        ended = Counter(h.offer for h in eng.history if h.offer and h.event in RELEASE | {"accepted"})
+        offered: Counter[str | None] = Counter(h.offer for h in eng.history if h.event == "offered")
+        ended: Counter[str | None] = Counter(
+            h.offer for h in eng.history if h.offer and h.event in RELEASE | {"accepted"}
+        )
         for offer_id in offered | ended:
             if offered[offer_id] != 1 or ended[offer_id] > 1:
                 problems.append(f"{eng.id}: offer {offer_id} made {offered[offer_id]} times, ended {ended[offer_id]}")
