@@ -19,6 +19,9 @@ PLACED = ("offered", "assigned")
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self._requests: dict[tuple[str, str], int] = {}
+        self._published: dict[str, int] = {}
+        self._delivered = 0
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(f"switchboard_{name}", doc, labels, registry=r)
@@ -51,6 +54,20 @@ class Metrics:
             "operation",
         )
 
+    # --- the hot path ----------------------------------------------------------------------------
+    # A labelled Prometheus counter takes a lock and a label lookup per `inc`; frames sent, requests and
+    # published events happen thousands of times a second, so they are tallied in plain ints here and
+    # added to their counters when /metrics is read (`render`).
+
+    def request(self, frame: str, result: str) -> None:
+        """A client request answered (`result`: `ok` or the error code)."""
+        key = (frame, result)
+        self._requests[key] = self._requests.get(key, 0) + 1
+
+    def sent(self, frames: int = 1) -> None:
+        """Frames written to a socket."""
+        self._delivered += frames
+
     def committed(self, events: Iterable[tuple[str, Event]], notices: Iterable[tuple[str, Event]]) -> None:
         """Count what a transaction sent: rings and their ends, first placements, published events."""
         agents = 0
@@ -67,9 +84,12 @@ class Metrics:
                 if history and history[-1].event == "accepted" and history[-1].offer:
                     self.rings.labels("accepted").inc()
                 self._placement(event, placed)
-        self.published.labels("agent").inc(agents)
+        published = self._published
+        if agents:
+            published["agent"] = published.get("agent", 0) + agents
         for topic, _ in notices:
-            self.published.labels(topic.split(":", 1)[0]).inc()
+            kind = topic.split(":", 1)[0]
+            published[kind] = published.get(kind, 0) + 1
 
     def _placement(self, event: Ring | EngagementEvent, placed: set[str]) -> None:
         eng = event.engagement
@@ -79,7 +99,18 @@ class Metrics:
         placed.add(eng.id)
         self.ring_latency.observe(max(0.0, placements[0] - eng.created_at))
 
+    def _flush(self) -> None:
+        requests, self._requests = self._requests, {}
+        for (frame, result), n in requests.items():
+            self.requests.labels(frame, result).inc(n)
+        published, self._published = self._published, {}
+        for kind, n in published.items():
+            self.published.labels(kind).inc(n)
+        delivered, self._delivered = self._delivered, 0
+        self.delivered.inc(delivered)
+
     def render(self, roles: Iterable[str], figures: dict[str, Figures]) -> bytes:
+        self._flush()
         counts: dict[str, int] = {"agent": 0, "supervisor": 0, "consumer": 0, "ingest": 0}
         for role in roles:
             counts[role] = counts.get(role, 0) + 1

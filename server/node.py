@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from protocol.codes import CloseCode, ErrorCode
@@ -37,20 +37,24 @@ lifecycle_log = logging.getLogger("switchboard.lifecycle")
 _caused: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("switchboard_caused", default=None)
 
 
-@contextlib.contextmanager
-def caused_events() -> Iterator[dict[str, int]]:
+class caused_events:
     """Collect, for the commands run inside, the last `seq` each agent's events were given.
 
     A socket answers a request only once the events the request caused are in its outbox (with a
     shared broker they come back over pub/sub, possibly after the command returned), so that a client
-    always sees the consequences of a request before its `ok`.
+    always sees the consequences of a request before its `ok`. (A class rather than a generator
+    context manager: it wraps every request an agent makes.)
     """
-    caused: dict[str, int] = {}
-    token = _caused.set(caused)
-    try:
-        yield caused
-    finally:
-        _caused.reset(token)
+
+    __slots__ = ("_token", "caused")
+
+    def __enter__(self) -> dict[str, int]:
+        self.caused: dict[str, int] = {}
+        self._token = _caused.set(self.caused)
+        return self.caused
+
+    def __exit__(self, *exc: object) -> None:
+        _caused.reset(self._token)
 
 
 def random_ids(prefix: str) -> str:

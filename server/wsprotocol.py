@@ -5,7 +5,9 @@ An agent's desktop holds its socket all day and mostly hears nothing. Measured w
 never uses again: the handshake's request and response (with their headers), an `asyncio.Queue`
 (three deques and an event: 3 KiB while empty) for incoming frames, and an `asyncio.Event` for write
 flow control. `LeanWebSocketProtocol` drops the handshake once the socket is accepted, and replaces
-the queue and the event with a list and a future made only while someone waits. Everything else is
+the queue and the event with a list and a future made only while someone waits. It also offers the
+app ASGI extensions to write several queued messages at once (`SEND_FRAMES`), and to write from
+code that cannot await (`SEND_NOW`). Everything else is
 uvicorn's: framing, keepalive pings, close handshake, limits.
 
 It relies on three attributes of uvicorn's implementation (`queue`, `writable`, `request` and
@@ -15,9 +17,13 @@ It relies on three attributes of uvicorn's implementation (`queue`, `writable`, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 
 class _Inbox:
@@ -89,6 +95,19 @@ class _Gate:
                 raise
 
 
+SEND_FRAMES = "switchboard.send_frames"
+"""The ASGI extension (in `scope["extensions"]`) that writes several messages in one go: see
+`LeanWebSocketProtocol.send_frames`. An app that does not find it sends one `websocket.send` each."""
+
+SendFrames = Callable[[Sequence[bytes | str]], Awaitable[None]]
+
+SEND_NOW = "switchboard.send_now"
+"""The ASGI extension that writes messages from code that cannot await: see
+`LeanWebSocketProtocol.send_now`."""
+
+SendNow = Callable[[Sequence[bytes | str]], bool]
+
+
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """See the module docstring. Pass it as uvicorn's `ws` (`uvicorn.Config(app, ws=LeanWebSocketProtocol)`)."""
 
@@ -96,6 +115,41 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Gate()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # only an upgrade that is going ahead has one
+        if scope is not None:
+            scope["extensions"][SEND_FRAMES] = self.send_frames
+            scope["extensions"][SEND_NOW] = self.send_now
+
+    async def send_frames(self, payloads: Sequence[bytes | str]) -> None:
+        """Send several messages (str: a text frame, bytes: a binary one) in one write to the transport:
+        what a busy socket has queued (a media server's acknowledgements, a burst of events) costs one
+        system call instead of one each. The same checks as `websocket.send`: flow control first,
+        and `ClientDisconnected` once the socket is closing or gone."""
+        await self.writable.wait()
+        self._write(payloads)
+
+    def send_now(self, payloads: Sequence[bytes | str]) -> bool:
+        """`send_frames` without waiting: False (nothing written) while the transport's buffer is full."""
+        if not self.writable.is_set():
+            return False
+        self._write(payloads)
+        return True
+
+    def _write(self, payloads: Sequence[bytes | str]) -> None:
+        if self.disconnected or self.close_sent or not self.handshake_complete:
+            raise ClientDisconnected()
+        try:
+            for payload in payloads:
+                if isinstance(payload, str):
+                    self.conn.send_text(payload.encode())
+                else:
+                    self.conn.send_binary(payload)
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     async def send(self, message: Any) -> None:
         await super().send(message)

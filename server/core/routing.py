@@ -23,18 +23,19 @@ EXPLAINED = 10
 def has_room(room: Room, agent: AgentRec, channel: Channel) -> bool:
     """Capacity left on `channel` (`room`: the agent's, from `Directory.room`), and nothing held or
     ringing that blocks it. Every routing decision asks this of every member of the queue: one pass,
-    no allocation."""
+    no allocation, out at the first reason to say no."""
     if not agent.holds and not agent.offers:
         return room.capacity > 0
-    used = 0
-    blocked_by = room.blocked_by
+    used, capacity, blocked_by = 0, room.capacity, room.blocked_by
     for busy in (agent.holds, agent.offers):
         for item in busy.values():
             if item.channel is channel:
                 used += 1
+                if used >= capacity:
+                    return False
             elif item.channel in blocked_by:
                 return False
-    return used < room.capacity
+    return used < capacity
 
 
 def available(agent: AgentRec) -> bool:

@@ -146,7 +146,9 @@ class Tx:
     def agents(self, agent_ids: list[str]) -> list[AgentRec]:
         """Several agents at once (routing reads a whole queue): one batch read of those not written yet."""
         written = self._agents
-        unread = [a for a in agent_ids if a not in written] if written else agent_ids
+        if not written:
+            return [rec or AgentRec(id=a) for a, rec in zip(agent_ids, self.snapshot.agents(agent_ids), strict=True)]
+        unread = [a for a in agent_ids if a not in written]
         fetched = iter(self.snapshot.agents(unread) if unread else ())
         out: list[AgentRec] = []
         for agent_id in agent_ids:
@@ -218,6 +220,7 @@ class Tx:
         return steps
 
     def changes(self) -> Changes:
+        """What to apply; the transaction is over once they are taken (they share its dicts)."""
         events = list(self._events)
         notices = list(self._notices)
         for agent_id, (status, reason, nxt) in self._status_before.items():
@@ -229,12 +232,12 @@ class Tx:
         for engagement_id, before in self._engagement_before.items():
             notices += engagement_notices(self.dir, before, self._engagements[engagement_id])
         return Changes(
-            agents=dict(self._agents),
-            engagements=dict(self._engagements),
-            queues=dict(self._queues),
+            agents=self._agents,
+            engagements=self._engagements,
+            queues=self._queues,
             events=events,
             notices=notices,
-            fragments={k: list(v) for k, v in self._fragments.items()},
-            arm=dict(self._arm),
-            disarm=set(self._disarm),
+            fragments=self._fragments,
+            arm=self._arm,
+            disarm=self._disarm,
         )

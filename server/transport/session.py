@@ -57,10 +57,13 @@ from server.node import Node, caused_events
 from server.stats import Figures, all_figures
 from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
 from server.transport.actions import agent_action, supervisor_action
+from server.wsprotocol import SEND_FRAMES, SEND_NOW, SendFrames, SendNow
 
 T = TypeVar("T")
 log = logging.getLogger("switchboard.session")
 CLOSE_TIMEOUT_S = 2.0
+WRITE_BATCH = 64
+"""Frames a socket's writer puts in one transport write at most, when that many are waiting."""
 HOLD_S = 1.0
 """How long a reply waits for the events its request caused to come back over the broker before the
 session reads them from the store's log instead."""
@@ -106,6 +109,16 @@ class _Drain:
 _DRAIN = _Drain()
 
 
+class _Rendered:
+    """Payloads already encoded and numbered (a direct write that found the socket's buffer full):
+    the writer sends them as they are."""
+
+    __slots__ = ("payloads",)
+
+    def __init__(self, payloads: list[bytes | str]) -> None:
+        self.payloads = payloads
+
+
 class Session:
     role: Role = "agent"
     rate_limited = True
@@ -121,13 +134,16 @@ class Session:
         # Thousands of sockets sit idle for hours: an idle session keeps only its reading coroutine and
         # a few plain fields. The outbox is a list, written by a task that exists only while there is
         # something to write; `fail` cancels the reading coroutine instead of a task waiting on an event.
-        self.outbox: list[ServerFrame | Delivery | _Drain] = []
+        self.outbox: list[ServerFrame | Delivery | _Drain | _Rendered] = []
         self.pending: list[Delivery] | None = []
         self.last_seq = 0
         self._queued_seq = 0  # the highest agent seq put in the outbox
         self._floor = 0  # no reply before this seq is queued (sign-in's own events)
         self._held: list[tuple[int, ServerFrame]] = []  # replies waiting for the events they caused
         self._hold_timer: asyncio.TimerHandle | None = None
+        extensions = websocket.scope.get("extensions") or {}
+        self._send_frames = cast(SendFrames | None, extensions.get(SEND_FRAMES))
+        self._send_now: SendNow | None = None  # set once live
         self._subscriptions: dict[str, Unsubscribe] = {}
         self._writer: asyncio.Task[None] | None = None
         self._live = False
@@ -297,6 +313,8 @@ class Session:
         """Queue what arrived during the handshake, then start writing."""
         backlog, self.pending = self.pending or [], None
         self._live = True
+        extensions = self.ws.scope.get("extensions") or {}
+        self._send_now = cast(SendNow | None, extensions.get(SEND_NOW))
         for delivery in backlog:
             self._enqueue(delivery)
         self._wake_writer()
@@ -376,21 +394,25 @@ class Session:
                 self._reply(Error(re=frame.id, code=ErrorCode.RATE_LIMITED, message=message))
                 continue
             limited = 0
-            with caused_events() as caused:
-                reply = await self._handle(frame)
+            if self.role == "agent":  # only agents' events are numbered for a reply to wait on
+                with caused_events() as caused:
+                    reply = await self._handle(frame)
+                after = caused.get(self.subject, 0)
+            else:
+                reply, after = await self._handle(frame), 0
             if self._failure is not None:
                 # `fail` cancelled this read while the request ran, and the cancellation can be lost on its
                 # way (asyncio.wait_for on Python 3.11, under redis-py, returns a result that came at the
                 # same time instead): without this the session would live on, failed, saying nothing.
                 raise self._failure
             if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
-                self._reply(reply, caused.get(self.subject, 0) if self.role == "agent" else 0)
+                self._reply(reply, after)
 
     async def _handle(self, frame: Client) -> ServerFrame | None:
         claims = self.claims
         if claims is not None and claims.exp <= self.node.clock():
             raise _Close(CloseCode.UNAUTHORIZED, "token expired")
-        tag = type(frame).__struct_config__.tag
+        tag = cast(str, type(frame).__struct_config__.tag)  # every client frame is tagged with its type
         if tag == "ping":
             return Pong(re=frame.id, server_time=self.node.clock())
         if tag == "hello":
@@ -398,14 +420,14 @@ class Session:
         try:
             reply = await self._act(frame)
         except Refused as exc:
-            self.node.metrics.requests.labels(tag, exc.code).inc()
+            self.node.metrics.request(tag, exc.code)
             return Error(re=frame.id, code=exc.code, message=exc.message)
         except Exception:
             engagement = getattr(frame, "engagement", None)
             log.exception("%s %s failed on %s", self.role, self.subject, tag, extra={"engagement": engagement})
-            self.node.metrics.requests.labels(tag, ErrorCode.INTERNAL).inc()
+            self.node.metrics.request(tag, ErrorCode.INTERNAL)
             return Error(re=frame.id, code=ErrorCode.INTERNAL, message="internal error; it has been logged")
-        self.node.metrics.requests.labels(tag, "ok").inc()
+        self.node.metrics.request(tag, "ok")
         if isinstance(reply, Reply):
             reply.re = frame.id
         return reply
@@ -474,20 +496,50 @@ class Session:
         for _, reply in held:
             self._enqueue(reply)
 
-    def _enqueue(self, item: ServerFrame | Delivery | _Drain) -> None:
+    def _enqueue(self, item: ServerFrame | Delivery | _Drain | _Rendered) -> None:
         if self._closing or self._failure is not None:
             return
-        if len(self.outbox) >= self.server.outbound_queue:
-            self._overflow()
-            return
-        self.outbox.append(item)
-        self._wake_writer()
+        if not (isinstance(item, Delivery) and self._wrote_now(item)):
+            if len(self.outbox) >= self.server.outbound_queue:
+                self._overflow()
+                return
+            self.outbox.append(item)
+            self._wake_writer()
         if isinstance(item, Delivery) and item.frame is not None:
             seq = getattr(item.frame, "seq", 0)
             if seq > self._queued_seq:
                 self._queued_seq = seq
                 if self._held:
                     self._release()
+
+    def _wrote_now(self, delivery: Delivery) -> bool:
+        """Write an event at once, from the publisher's own call, when nothing is waiting before it: the
+        usual case of a quiet socket hearing one event, which then costs no task and no turn of the
+        loop. True when the event is taken care of (written, a repeat, or queued already rendered)."""
+        send_now = self._send_now
+        if send_now is None or self.outbox or self._writer is not None or not self._live:
+            return False
+        payloads = self._render_now(delivery)
+        if payloads is None:
+            return False
+        if not payloads:
+            return True
+        try:
+            written = send_now(payloads)
+        except OSError:
+            return True  # the socket is gone: the reader sees the disconnect and tears down
+        if written:
+            self.node.metrics.sent(len(payloads))
+        else:  # its buffer is full: the writer waits for room
+            self.outbox.append(_Rendered(payloads))
+            self._wake_writer()
+        return True
+
+    def _render_now(self, delivery: Delivery) -> list[bytes | str] | None:
+        """The payloads of a delivery when they need nothing from the store; None when they do."""
+        if delivery.frame is None:
+            return []
+        return [self.codec.encode(self._stamp(delivery.frame))]  # type: ignore[arg-type]
 
     def _wake_writer(self) -> None:
         if self._live and self.outbox and (self._writer is None or self._writer.done()):
@@ -500,18 +552,21 @@ class Session:
         self.fail(CloseCode.SLOW_CONSUMER, "outbound queue full")
 
     async def _write(self) -> None:
-        """Write what is in the outbox, in order, then end (the next `_enqueue` starts another)."""
+        """Write what is in the outbox, in order, then end (the next `_enqueue` starts another). What
+        has piled up goes out in batches of up to WRITE_BATCH frames, one transport write each."""
         try:
             while self.outbox and not self._closing:
-                item = self.outbox.pop(0)
-                if isinstance(item, _Drain):
+                payloads: list[bytes | str] = []
+                drained = False
+                while self.outbox and len(payloads) < WRITE_BATCH:
+                    item = self.outbox.pop(0)
+                    if isinstance(item, _Drain):
+                        drained = True
+                        break
+                    await self._render(item, payloads)
+                await self._send_payloads(payloads)
+                if drained:
                     raise _Close(CloseCode.DRAINING, "this node is draining; reconnect to another")
-                if isinstance(item, Delivery):
-                    await self._deliver(item)
-                elif isinstance(item, Event):
-                    await self._send(self._stamp(item))
-                else:
-                    await self._send(item)
         except (RuntimeError, OSError, WebSocketDisconnect):
             return  # the socket is gone; the reader sees the disconnect and tears down
         except _Close as close:
@@ -527,19 +582,37 @@ class Session:
         self.last_seq += 1
         return replace(event, seq=self.last_seq)
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _render(self, item: ServerFrame | Delivery | _Rendered, out: list[bytes | str]) -> None:
+        """Append the payloads an outbox item becomes (none for an event this socket already sent)."""
+        if isinstance(item, _Rendered):
+            out += item.payloads
+        elif isinstance(item, Delivery):
+            await self._deliver(item, out)
+        elif isinstance(item, Event):
+            out.append(self.codec.encode(self._stamp(item)))
+        else:
+            out.append(self.codec.encode(item))
+
+    async def _deliver(self, delivery: Delivery, out: list[bytes | str]) -> None:
         if delivery.frame is not None:
-            await self._send(self._stamp(delivery.frame))  # type: ignore[arg-type]
+            out.append(self.codec.encode(self._stamp(delivery.frame)))  # type: ignore[arg-type]
 
     async def _send(self, frame: ServerFrame) -> None:
-        await self._send_payload(self.codec.encode(frame))
+        await self._send_payloads([self.codec.encode(frame)])
 
-    async def _send_payload(self, payload: bytes | str) -> None:
-        if isinstance(payload, bytes):
-            await self.ws.send_bytes(payload)
-        else:
-            await self.ws.send_text(payload)
-        self.node.metrics.delivered.inc()
+    async def _send_payloads(self, payloads: list[bytes | str]) -> None:
+        if not payloads:
+            return
+        send_frames = self._send_frames
+        if send_frames is not None:
+            await send_frames(payloads)
+        else:  # another ASGI server: one message each
+            for payload in payloads:
+                if isinstance(payload, bytes):
+                    await self.ws.send_bytes(payload)
+                else:
+                    await self.ws.send_text(payload)
+        self.node.metrics.sent(len(payloads))
 
 
 class AgentSession(Session):
@@ -654,20 +727,32 @@ class AgentSession(Session):
         """An agent's seq numbers its logged events only: what the socket itself says (`closing`) has 0."""
         return event
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    def _render_now(self, delivery: Delivery) -> list[bytes | str] | None:
+        if delivery.frame is None:
+            return None  # a resync: the writer reads the log
+        seq = getattr(delivery.frame, "seq", 0)
+        if seq and seq <= self.last_seq:
+            return []
+        if seq > self.last_seq + 1:
+            return None  # a gap: the writer fills it from the log first
+        if seq:
+            self.last_seq = seq
+        return [delivery.payload(self.codec)]
+
+    async def _deliver(self, delivery: Delivery, out: list[bytes | str]) -> None:
         if delivery.frame is None:  # the broker may have missed events: catch up from the log
-            await self._catch_up(None)
+            await self._catch_up(None, out)
             return
         seq = getattr(delivery.frame, "seq", 0)
         if seq and seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
-            await self._catch_up(seq)
+            await self._catch_up(seq, out)
         if seq:
             self.last_seq = seq
-        await self._send_payload(delivery.payload(self.codec))
+        out.append(delivery.payload(self.codec))
 
-    async def _catch_up(self, before: int | None) -> None:
+    async def _catch_up(self, before: int | None, out: list[bytes | str]) -> None:
         """Send the logged events after `last_seq` (and before `before`, which is about to be sent). A
         resync comes when the broker lost its connection, so the log may be out of reach for a moment
         too: the events wait in the outbox meanwhile, in order, and the socket stays open."""
@@ -677,7 +762,7 @@ class AgentSession(Session):
             raise _Close(CloseCode.GOING_AWAY, "events were lost; reconnect with resume_from")
         for event in missing:
             if before is None or event.seq < before:
-                await self._send(event)
+                out.append(self.codec.encode(event))
                 self.last_seq = event.seq
 
 
