@@ -42,7 +42,10 @@ async def store(shared_redis: RedisServer) -> AsyncIterator[RedisStore]:
 async def test_a_decision_that_raises_on_records_read_apart_is_made_again_on_records_read_together(
     store: RedisStore, shared_redis: RedisServer
 ):
-    await store.transact(lambda _: (None, Changes(agents={"ann": RINGING}, engagements={"e1": OFFERED})))
+    # written by another node, so that this one reads them from Redis rather than from what it knows
+    writer = RedisStore(Redis.from_url(shared_redis.url), prefix=store.keys.base.split(":")[0])
+    await writer.transact(lambda _: (None, Changes(agents={"ann": RINGING}, engagements={"e1": OFFERED})))
+    await writer.close()
     other_node = redis.Redis.from_url(shared_redis.url)
     encode = msgspec.msgpack.Encoder().encode
     timed_out = msgspec.structs.replace(OFFERED, state=EngagementState.QUEUED, offers=())
@@ -71,3 +74,42 @@ async def test_a_decision_that_raises_on_records_read_apart_is_made_again_on_rec
     assert refused.value.code is ErrorCode.NOT_FOUND  # the ring is gone, and not an internal error
     # decided once on the agent of before with the engagement of after, then again on both of after
     assert seen == [(True, False), (False, False)]
+
+
+async def test_records_this_node_remembers_never_hide_another_nodes_commit(
+    store: RedisStore, shared_redis: RedisServer
+):
+    """A node starts its transactions from the records it last read or wrote; a record another node
+    changed since fails the commit's version check, and the decision is made again on it as it is."""
+    await store.transact(lambda _: (None, Changes(agents={"ann": RINGING})))
+    other = RedisStore(Redis.from_url(shared_redis.url), prefix=store.keys.base.split(":")[0])
+    await other.transact(lambda snap: (None, Changes(agents={"ann": AgentRec(id="ann", reason="lunch")})))
+    await other.close()
+    seen: list[str | None] = []
+
+    def note(snapshot: Snapshot) -> tuple[None, Changes]:
+        agent = snapshot.agent("ann")
+        assert agent is not None
+        seen.append(agent.reason)
+        return None, Changes(agents={"ann": msgspec.structs.replace(agent, idle_since=5.0)})
+
+    await store.transact(note)
+    assert seen[-1] == "lunch"  # decided last on the other node's record, not on the remembered one
+    final = await store.agent("ann")
+    assert final is not None and final.reason == "lunch" and final.idle_since == 5.0
+
+
+async def test_a_decision_that_writes_nothing_is_never_answered_from_remembered_records(
+    store: RedisStore, shared_redis: RedisServer
+):
+    """A read-only decision has no commit to check its versions: it is made on records read afresh."""
+    await store.transact(lambda _: (None, Changes(agents={"ann": RINGING})))
+    other = RedisStore(Redis.from_url(shared_redis.url), prefix=store.keys.base.split(":")[0])
+    await other.transact(lambda snap: (None, Changes(agents={"ann": AgentRec(id="ann")})))
+    await other.close()
+
+    def offers(snapshot: Snapshot) -> tuple[list[str], Changes]:
+        agent = snapshot.agent("ann")
+        return (list(agent.offers) if agent else []), Changes()
+
+    assert (await store.transact(offers)).result == []  # the ring the other node ended is gone here too

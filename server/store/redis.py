@@ -16,7 +16,8 @@ import asyncio
 import functools
 import random
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -58,6 +59,8 @@ def _available(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
         try:
             return await method(*args, **kwargs)
         except (RedisError, OSError) as exc:
+            if args and isinstance(args[0], RedisStore):
+                args[0]._known.clear()  # a Redis that comes back may have lost what this node remembers
             raise Refused(ErrorCode.UNAVAILABLE, f"storage unreachable ({type(exc).__name__})") from exc
 
     return guarded
@@ -125,6 +128,7 @@ class RedisStore:
         lease_s: float = 30.0,
         queue_members: Mapping[str, list[str]] | None = None,
         publish: bool = False,
+        known_size: int = 20_000,
     ) -> None:
         self.redis = client
         self.publish = publish
@@ -135,6 +139,13 @@ class RedisStore:
         self._commit = client.register_script(_script("commit.lua"))
         self._claim = client.register_script(_script("claim.lua"))
         self._epoch: str | None = None
+        self.known_size = known_size
+        self._known: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        """Records as this node last read or wrote them, with their version: a transaction starts from
+        these instead of fetching them again. Never trusted: the commit checks every version it read, a
+        record another node changed meanwhile fails the check, and the decision is made again on
+        records fetched afresh. Transcripts are not kept (they can be long; the engagement's version
+        guards them)."""
 
     # --- transactions ----------------------------------------------------------------------------
 
@@ -142,12 +153,13 @@ class RedisStore:
     async def transact(self, decide: Decide[T]) -> Committed[T]:
         cache: dict[str, tuple[int, Any]] = {}
         together = False  # the cached records were read in one atomic step, so they belong together
+        remembered: set[str] = set()  # records taken from `_known` rather than read for this transaction
         for attempt in range(MAX_ATTEMPTS):
             snapshot = _Snapshot(self, cache)
             try:
                 result, changes = decide(snapshot)
             except Missing as missing:
-                await self._load(cache, missing.keys)
+                await self._load(cache, missing.keys, remembered=remembered)
                 together = False
                 continue
             except Exception:
@@ -158,7 +170,8 @@ class RedisStore:
                 # version check catches that for a decision that writes; one that raises never gets
                 # there. Read them all again in one atomic step and decide again.
                 keys = list(cache)
-                cache.clear()
+                self._forget(cache, keys)
+                remembered.clear()
                 await self._load(cache, keys, atomic=True)
                 together = True
                 continue
@@ -170,23 +183,76 @@ class RedisStore:
             for queue_id, queue in changes.queues.items():
                 writes[self.keys.queue(queue_id)] = _encode(queue)
             if not (writes or changes.events or changes.arm or changes.disarm or changes.fragments):
+                if remembered & snapshot.read:  # no commit will check them: decide again on fresh reads
+                    self._forget(cache, remembered)
+                    remembered.clear()
+                    continue
                 return Committed(result, notices=changes.notices)
             seqs = await self._apply(cache, snapshot.read, writes, changes)
             if seqs is not None:
+                self._remember(cache, snapshot.read, changes)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
                 if self.publish:  # the commit published them too: one round trip, and never one without the other
                     return Committed(result, events, changes.notices, bool(changes.arm), published=True)
                 return Committed(result, events, changes.notices, bool(changes.arm))
             stale = list(snapshot.read | set(writes))
+            self._forget(cache, stale)
             cache.clear()
+            remembered.clear()
             await self._load(cache, stale)
             together = False
             if attempt > 2:
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Refused(ErrorCode.UNAVAILABLE, "the store is too contended right now; retry")
 
-    async def _load(self, cache: dict[str, tuple[int, Any]], keys: list[str], *, atomic: bool = False) -> None:
+    def _forget(self, cache: dict[str, tuple[int, Any]], keys: Iterable[str]) -> None:
+        """Drop records from the transaction and from what this node knows: they are read afresh."""
+        for key in list(keys):
+            cache.pop(key, None)
+            self._known.pop(key, None)
+
+    def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], changes: Changes) -> None:
+        """After a commit: what it read is current, what it wrote is one version on."""
+        known = self._known
+        kind_at = len(self.keys.base) + 1
+        for key in read:
+            if key in cache and key[kind_at] != "x":
+                known[key] = cache[key]
+                known.move_to_end(key)
+        written = [
+            *((self.keys.agent(i), r) for i, r in changes.agents.items()),
+            *((self.keys.engagement(i), r) for i, r in changes.engagements.items()),
+            *((self.keys.queue(i), r) for i, r in changes.queues.items()),
+        ]
+        for key, record in written:
+            known[key] = ((cache[key][0] if key in cache else 0) + 1, record)
+            known.move_to_end(key)
+        while len(known) > self.known_size:
+            known.popitem(last=False)
+
+    async def _load(
+        self,
+        cache: dict[str, tuple[int, Any]],
+        keys: list[str],
+        *,
+        atomic: bool = False,
+        remembered: set[str] | None = None,
+    ) -> None:
+        """Fetch records into a transaction's cache; with `remembered`, take those this node knows
+        (see `_known`) and note which they were."""
         wanted = [k for k in dict.fromkeys(keys) if k not in cache]
+        if remembered is not None:
+            known = self._known
+            fetch = []
+            for key in wanted:
+                if key in known:
+                    cache[key] = known[key]
+                    remembered.add(key)
+                else:
+                    fetch.append(key)
+            wanted = fetch
+            if not wanted:
+                return
         kind_at = len(self.keys.base) + 1
         async with self.redis.pipeline(transaction=atomic) as pipe:
             for key in wanted:
@@ -280,8 +346,11 @@ class RedisStore:
         """The cluster's epoch, created by the first node to ask; a Redis that lost its data gets a new one."""
         await self.redis.set(self.keys.epoch, uuid.uuid4().hex[:12], nx=True)
         value = await self.redis.get(self.keys.epoch)
-        self._epoch = value.decode() if isinstance(value, bytes) else str(value)
-        return self._epoch
+        epoch = value.decode() if isinstance(value, bytes) else str(value)
+        if epoch != self._epoch:
+            self._known.clear()  # versions start again in a Redis that lost its data: nothing known holds
+        self._epoch = epoch
+        return epoch
 
     @_available
     async def latest_seq(self, agent_id: str) -> int:
