@@ -87,7 +87,7 @@ def cmd_routing(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dic
     e, w = report["erlang_c"], report["wait"]
     print(
         f"routing: {report['engagements']['completed']}/{report['engagements']['created']} completed, "
-        f"{report['throughput_per_s']}/s; mean wait {w['mean_ms']} ms (ideal FIFO {w['ideal_fifo_mean_ms']} ms, "
+        f"routed {report['throughput_per_s']}/s; mean wait {w['mean_ms']} ms (ideal FIFO {w['ideal_fifo_mean_ms']} ms, "
         f"Erlang C {e['mean_wait_ms']} ms); waiting {w['share_waiting']:.1%} (Erlang C {e['p_wait']:.1%}); "
         f"CPU: server {report['server_cpu_s']} s, load generator {report['load_generator_cpu_s']} s"
     )

@@ -274,7 +274,7 @@ def analyse(plan: Plan, outcome: Outcome, wall_s: float) -> dict[str, Any]:
     erlang_wait = p_wait / (capacity - measured_rate) if capacity > measured_rate else math.inf
     ideal = fifo_replay(arrivals_at, services, plan.agents)
     mean_wait = statistics.fmean(latency) if latency else 0.0
-    span = max((outcome.freed[e] for e in done), default=t0) - t0  # first arrival to last agent free again
+    span = max((outcome.offered[e] for e in done), default=t0) - t0  # first arrival to last offer
     return {
         "plan": plan.__dict__,
         "engagements": {"created": len(outcome.created), "offered": len(outcome.offered), "completed": len(done)},

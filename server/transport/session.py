@@ -394,19 +394,26 @@ class Session:
                 self._reply(Error(re=frame.id, code=ErrorCode.RATE_LIMITED, message=message))
                 continue
             limited = 0
-            if self.role == "agent":  # only agents' events are numbered for a reply to wait on
-                with caused_events() as caused:
-                    reply = await self._handle(frame)
-                after = caused.get(self.subject, 0)
-            else:
-                reply, after = await self._handle(frame), 0
-            if self._failure is not None:
-                # `fail` cancelled this read while the request ran, and the cancellation can be lost on its
-                # way (asyncio.wait_for on Python 3.11, under redis-py, returns a result that came at the
-                # same time instead): without this the session would live on, failed, saying nothing.
-                raise self._failure
-            if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
-                self._reply(reply, after)
+            await self._answer(frame)
+
+    async def _answer(self, frame: Client) -> None:
+        """Handle one frame and queue its reply; the next frame is read once this returns."""
+        if self.role == "agent":  # only agents' events are numbered for a reply to wait on
+            with caused_events() as caused:
+                reply = await self._handle(frame)
+            after = caused.get(self.subject, 0)
+        else:
+            reply, after = await self._handle(frame), 0
+        if self._failure is not None:
+            # `fail` cancelled this read while the request ran, and the cancellation can be lost on its
+            # way (asyncio.wait_for on Python 3.11, under redis-py, returns a result that came at the
+            # same time instead): without this the session would live on, failed, saying nothing.
+            raise self._failure
+        self._answered(frame, reply, after)
+
+    def _answered(self, frame: Client, reply: ServerFrame | None, after: int = 0) -> None:
+        if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
+            self._reply(reply, after)
 
     async def _handle(self, frame: Client) -> ServerFrame | None:
         claims = self.claims

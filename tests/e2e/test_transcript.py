@@ -100,6 +100,43 @@ async def test_a_media_server_streams_fragments_over_the_ingest_socket(desk: Run
         assert lines == [f"line {i}" for i in range(5)]
 
 
+async def test_one_ingest_socket_streams_two_calls_at_once_and_keeps_each_in_order(
+    desk: Running, api: httpx.AsyncClient
+):
+    """A media server sends without waiting for answers: the calls are applied side by side, yet each
+    call's lines reach its agent in the order spoken (a final after its partial stays final) and every
+    answer comes back in the order of the frames, the malformed one's included."""
+    async with AgentClient.connect(desk.ws, token("ann")) as ann, AgentClient.connect(desk.ws, token("ben")) as ben:
+        calls = {}
+        for agent in (ann, ben):
+            await agent.set_status("ready")
+            eid = (await api.post("/v1/engagements", json={"queue": "calls"})).json()["id"]
+            await agent.accept((await agent.next_event("ring")).offer)
+            calls[agent] = eid
+        frames: list[str] = []
+        for i in range(40):
+            eid = calls[ann] if i % 2 == 0 else calls[ben]
+            line = {"id": f"l{i // 4}", "speaker": "consumer", "text": f"line {i}", "final": i % 4 >= 2}
+            frames.append(json.dumps({"type": "transcript", "id": i, "engagement": eid, "fragments": [line]}))
+        frames.insert(21, "{not json")
+        frames.append(json.dumps({"type": "ping", "id": "p"}))
+        async with connect(f"{desk.ws}/v1/ingest", additional_headers={"Authorization": f"Bearer {API_KEY}"}) as media:
+            await media.send(json.dumps({"type": "hello", "id": "h"}))
+            assert json.loads(await media.recv())["type"] == "welcome"
+            for frame in frames:
+                await media.send(frame)
+            replies = [json.loads(await media.recv()) for _ in frames]
+        expected = [("ok", i) for i in range(21)] + [("error", None)] + [("ok", i) for i in range(21, 40)]
+        assert [(r["type"], r.get("re")) for r in replies] == [*expected, ("pong", "p")]
+        for agent, first in ((ann, 0), (ben, 1)):
+            got = [(await agent.next_event("transcript")).fragments[0] for _ in range(20)]
+            assert [f.text for f in got] == [f"line {i}" for i in range(first, 40, 2)]
+            transcript = (await api.get(f"/v1/engagements/{calls[agent]}/transcript")).json()
+            assert [(f["text"], f["final"]) for f in transcript["fragments"]] == [
+                (f"line {i}", True) for i in range(first + 2, 40, 4)
+            ]
+
+
 async def test_the_ingest_socket_needs_the_key(desk: Running):
     async with connect(f"{desk.ws}/v1/ingest?token=wrong") as media:
         with pytest.raises(ConnectionClosed) as closed:
