@@ -89,7 +89,8 @@ def cmd_routing(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dic
         f"routing: {report['engagements']['completed']}/{report['engagements']['created']} completed, "
         f"routed {report['throughput_per_s']}/s; mean wait {w['mean_ms']} ms (ideal FIFO {w['ideal_fifo_mean_ms']} ms, "
         f"Erlang C {e['mean_wait_ms']} ms); waiting {w['share_waiting']:.1%} (Erlang C {e['p_wait']:.1%}); "
-        f"CPU: server {report['server_cpu_s']} s, load generator {report['load_generator_cpu_s']} s"
+        f"CPU: server {report['server_cpu_s']} s, load generator {report['load_generator_cpu_s']} s; "
+        f"errors: {', '.join(f'{k} x{n}' for k, n in report['errors'].items()) or 'none'}"
     )
     return report, {"ring latency": report["ring_latency"], "ring latency, no wait": report["ring_latency_not_waiting"]}
 

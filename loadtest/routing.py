@@ -226,10 +226,18 @@ async def arrivals(
 
 
 async def _create(api: Any, base: str, outcome: Outcome, n: int) -> None:
+    """One arrival; a refused or unanswered one is counted in `errors` (`create <status>`, `create
+    timeout`), as a capacity planner needs to see it, and the run goes on."""
     created = time.time()
-    async with api.post(f"{base}/v1/engagements", json={"queue": "load", "variables": {"n": n}}) as response:
-        response.raise_for_status()
-        outcome.created[(await response.json())["id"]] = created
+    try:
+        async with api.post(f"{base}/v1/engagements", json={"queue": "load", "variables": {"n": n}}) as response:
+            if response.status != 201:
+                failed = f"create {response.status}"
+                outcome.errors[failed] = outcome.errors.get(failed, 0) + 1
+                return
+            outcome.created[(await response.json())["id"]] = created
+    except TimeoutError:
+        outcome.errors["create timeout"] = outcome.errors.get("create timeout", 0) + 1
 
 
 # --- analysis ------------------------------------------------------------------------------------
@@ -380,8 +388,11 @@ async def _wait_for_completion(
     """Poll the queue until nothing waits and every agent is idle again (bounded in time)."""
     async with httpx.AsyncClient(timeout=10) as api:
         while time.perf_counter() < deadline:
-            agents = (await api.get(f"{center.http_urls[0]}/v1/agents")).json()
-            queue = (await api.get(f"{center.http_urls[0]}/v1/queues/load")).json()
+            try:
+                agents = (await api.get(f"{center.http_urls[0]}/v1/agents")).json()
+                queue = (await api.get(f"{center.http_urls[0]}/v1/queues/load")).json()
+            except httpx.TimeoutException:  # an overloaded node answers late: ask again until the deadline
+                continue
             busy = sum(1 for a in agents if a["engagements"] or a["offers"])
             progress("draining", len(outcome.created) - busy - queue["stats"]["waiting"], len(outcome.created))
             if busy == 0 and queue["stats"]["waiting"] == 0:

@@ -113,3 +113,32 @@ async def test_a_decision_that_writes_nothing_is_never_answered_from_remembered_
         return (list(agent.offers) if agent else []), Changes()
 
     assert (await store.transact(offers)).result == []  # the ring the other node ended is gone here too
+
+
+async def test_an_agent_a_choice_only_weighed_is_not_checked_but_one_it_relied_on_is(
+    store: RedisStore, shared_redis: RedisServer
+):
+    """Another node changes ben while this one decides on ann: a choice that only weighed ben commits
+    as it is; a decision that relied on ben (say, that no one else is free) is made again."""
+    other = RedisStore(Redis.from_url(shared_redis.url), prefix=store.keys.base.split(":")[0])
+    await other.transact(lambda _: (None, Changes(agents={"ann": AgentRec(id="ann"), "ben": AgentRec(id="ben")})))
+    for weighed, attempts in (({"ben"}, 1), (set(), 2)):
+        seen: list[str | None] = []
+
+        def choose(
+            snapshot: Snapshot, weighed: set[str] = weighed, seen: list[str | None] = seen
+        ) -> tuple[None, Changes]:
+            ann, ben = snapshot.agents(["ann", "ben"])
+            assert ann is not None and ben is not None
+            seen.append(ben.reason)
+            if len(seen) == 1:  # meanwhile the other node changes ben
+                other_node = redis.Redis.from_url(shared_redis.url)
+                version = int(other_node.hget(store.keys.agent("ben"), "v") or 0)
+                changed = msgspec.msgpack.encode(AgentRec(id="ben", reason=f"moved {version}"))
+                other_node.hset(store.keys.agent("ben"), mapping={"v": version + 1, "d": changed})
+                other_node.close()
+            return None, Changes(agents={"ann": msgspec.structs.replace(ann, idle_since=len(seen))}, weighed=weighed)
+
+        await store.transact(choose)
+        assert len(seen) == attempts
+    await other.close()

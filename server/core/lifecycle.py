@@ -260,13 +260,19 @@ def route(tx: Tx, queue_ids: Iterable[str]) -> None:
 def _place(tx: Tx, queue_id: str, entry: WaitEntry) -> bool:
     queue = tx.dir.queues[queue_id]
     pool = candidates(tx, queue)
+    members = tx.dir.member_ids[queue_id]
     if not pool:
+        tx.relied_on(members)  # "no one is free" must not stand if someone was freed meanwhile
         return False
     eng = tx.engagement(entry.engagement)
     if eng is None:  # a waiting entry whose record is gone cannot be served; drop it rather than stall the line
         qrec = tx.queue(queue_id)
         tx.put_queue(replace(qrec, waiting=tuple(w for w in qrec.waiting if w.engagement != entry.engagement)))
         return True
+    if any(a.id not in eng.tried for a in pool):
+        tx.weighed(members)  # the others only weighed the choice among those free
+    else:
+        tx.relied_on(members)  # offered again to someone who passed: only because no one else is free
     qrec = tx.queue(queue_id)
     choice = choose(tx, queue, qrec, eng, pool)
     tx.put_queue(

@@ -51,6 +51,13 @@ class Changes(Struct, kw_only=True):
 
     `events` go to agents, with their `seq`, into their logs; `notices` go to other topics (consumers,
     supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id.
+
+    `weighed` names agents read only to weigh a routing choice that was made, and neither written nor
+    relied on otherwise: another node changing one of them meanwhile leaves the decision sound (the
+    chosen agents are written, so their capacity is checked), only less fair, so a store that checks
+    what was read before it commits need not check these. When a queue's engagement finds no one, its
+    members are relied on: an agent freed meanwhile must make that decision fail, or the engagement
+    would wait beside an idle agent.
     """
 
     agents: dict[str, AgentRec] = field(default_factory=dict)
@@ -61,6 +68,7 @@ class Changes(Struct, kw_only=True):
     fragments: dict[str, list[Fragment]] = field(default_factory=dict)
     arm: dict[str, float] = field(default_factory=dict)
     disarm: set[str] = field(default_factory=set)
+    weighed: set[str] = field(default_factory=set)
 
 
 def activity(agent: AgentRec) -> Activity:
@@ -137,10 +145,14 @@ class Tx:
         self._disarm: set[str] = set()
         self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
         self._engagement_before: dict[str, EngagementRec | None] = {}
+        self._queue_before: dict[str, QueueRec] = {}
+        self._weighed: set[str] = set()
+        self._relied: set[str] = set()
 
     def agent(self, agent_id: str) -> AgentRec:
         if agent_id in self._agents:
             return self._agents[agent_id]
+        self._relied.add(agent_id)
         return self.snapshot.agent(agent_id) or AgentRec(id=agent_id)
 
     def agents(self, agent_ids: list[str]) -> list[AgentRec]:
@@ -155,6 +167,14 @@ class Tx:
             rec = written[agent_id] if agent_id in written else next(fetched)
             out.append(rec if rec is not None else AgentRec(id=agent_id))
         return out
+
+    def weighed(self, agent_ids: list[str]) -> None:
+        """These agents (read with `agents`) only weighed a choice that was made (see `Changes.weighed`)."""
+        self._weighed.update(agent_ids)
+
+    def relied_on(self, agent_ids: list[str]) -> None:
+        """The decision depends on these agents being as read (see `Changes.weighed`)."""
+        self._relied.update(agent_ids)
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         if engagement_id in self._engagements:
@@ -179,6 +199,8 @@ class Tx:
         self._engagements[engagement.id] = engagement
 
     def put_queue(self, queue: QueueRec) -> None:
+        if queue.id not in self._queue_before:
+            self._queue_before[queue.id] = self.queue(queue.id)
         self._queues[queue.id] = queue
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
@@ -231,13 +253,17 @@ class Tx:
             notices.append((SUPERVISORS, agent_state(self.dir, agent)))
         for engagement_id, before in self._engagement_before.items():
             notices += engagement_notices(self.dir, before, self._engagements[engagement_id])
+        # An engagement placed as soon as it is queued leaves its queue as it was: not writing it spares
+        # every other transaction on that queue a conflict.
+        queues = {q: r for q, r in self._queues.items() if r != self._queue_before[q]}
         return Changes(
             agents=self._agents,
             engagements=self._engagements,
-            queues=self._queues,
+            queues=queues,
             events=events,
             notices=notices,
             fragments=self._fragments,
             arm=self._arm,
             disarm=self._disarm,
+            weighed=self._weighed - self._relied - self._agents.keys() if self._weighed else self._weighed,
         )

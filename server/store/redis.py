@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -129,6 +130,7 @@ class RedisStore:
         queue_members: Mapping[str, list[str]] | None = None,
         publish: bool = False,
         known_size: int = 20_000,
+        known_for_s: float = 0.5,
     ) -> None:
         self.redis = client
         self.publish = publish
@@ -139,18 +141,36 @@ class RedisStore:
         self._commit = client.register_script(_script("commit.lua"))
         self._claim = client.register_script(_script("claim.lua"))
         self._epoch: str | None = None
+        self._routing = asyncio.Lock()
+        """Held by a transaction from its first read of a queue to its end. Routing decisions read a
+        whole queue's members and pick among them: side by side on one node they pick the same agent,
+        all but one fail their commit, and retry on the same records, again and again. In turn, each
+        decides on what the one before it committed; nodes still collide with each other, and the
+        commit's check still settles that."""
         self.known_size = known_size
-        self._known: OrderedDict[str, tuple[int, Any]] = OrderedDict()
-        """Records as this node last read or wrote them, with their version: a transaction starts from
-        these instead of fetching them again. Never trusted: the commit checks every version it read, a
-        record another node changed meanwhile fails the check, and the decision is made again on
-        records fetched afresh. Transcripts are not kept (they can be long; the engagement's version
+        self.known_for_s = known_for_s
+        self._known: OrderedDict[str, tuple[int, Any, float]] = OrderedDict()
+        """Records as this node last read or wrote them, with their version and when: a transaction
+        starts from those younger than `known_for_s` instead of fetching them again. Never trusted where
+        it matters: the commit checks every version the decision relied on, a record another node
+        changed meanwhile fails the check, and the decision is made again on records fetched afresh.
+        The records a routing choice only weighed (`Changes.weighed`) are not checked: the age limit is
+        how stale a choice can be. Transcripts are not kept (they can be long; the engagement's version
         guards them)."""
 
     # --- transactions ----------------------------------------------------------------------------
 
     @_available
     async def transact(self, decide: Decide[T]) -> Committed[T]:
+        routing: list[bool] = []  # [True] once this transaction holds `_routing`
+        try:
+            return await self._transact(decide, routing)
+        finally:
+            if routing:
+                self._routing.release()
+
+    async def _transact(self, decide: Decide[T], routing: list[bool]) -> Committed[T]:
+        kind_at = len(self.keys.base) + 1
         cache: dict[str, tuple[int, Any]] = {}
         together = False  # the cached records were read in one atomic step, so they belong together
         remembered: set[str] = set()  # records taken from `_known` rather than read for this transaction
@@ -159,6 +179,9 @@ class RedisStore:
             try:
                 result, changes = decide(snapshot)
             except Missing as missing:
+                if not routing and any(k[kind_at] == "q" for k in missing.keys):
+                    await self._routing.acquire()
+                    routing.append(True)
                 await self._load(cache, missing.keys, remembered=remembered)
                 together = False
                 continue
@@ -188,13 +211,19 @@ class RedisStore:
                     remembered.clear()
                     continue
                 return Committed(result, notices=changes.notices)
-            seqs = await self._apply(cache, snapshot.read, writes, changes)
+            relied = snapshot.read
+            if changes.weighed:
+                weighed = {self.keys.agent(a) for a in changes.weighed}
+                relied = snapshot.read - weighed
+            seqs = await self._apply(cache, relied, writes, changes)
             if seqs is not None:
-                self._remember(cache, snapshot.read, changes)
+                self._remember(cache, relied, changes)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
                 if self.publish:  # the commit published them too: one round trip, and never one without the other
                     return Committed(result, events, changes.notices, bool(changes.arm), published=True)
                 return Committed(result, events, changes.notices, bool(changes.arm))
+            # Decide again on fresh records, the weighed ones too: a choice made on stale ones (say, the
+            # agent another node has just taken) would likely fail again.
             stale = list(snapshot.read | set(writes))
             self._forget(cache, stale)
             cache.clear()
@@ -212,12 +241,14 @@ class RedisStore:
             self._known.pop(key, None)
 
     def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], changes: Changes) -> None:
-        """After a commit: what it read is current, what it wrote is one version on."""
+        """After a commit: what it checked is current as of now, what it wrote is one version on."""
         known = self._known
         kind_at = len(self.keys.base) + 1
+        now = time.monotonic()
         for key in read:
             if key in cache and key[kind_at] != "x":
-                known[key] = cache[key]
+                version, record = cache[key]
+                known[key] = (version, record, now)
                 known.move_to_end(key)
         written = [
             *((self.keys.agent(i), r) for i, r in changes.agents.items()),
@@ -225,7 +256,7 @@ class RedisStore:
             *((self.keys.queue(i), r) for i, r in changes.queues.items()),
         ]
         for key, record in written:
-            known[key] = ((cache[key][0] if key in cache else 0) + 1, record)
+            known[key] = ((cache[key][0] if key in cache else 0) + 1, record, now)
             known.move_to_end(key)
         while len(known) > self.known_size:
             known.popitem(last=False)
@@ -238,15 +269,17 @@ class RedisStore:
         atomic: bool = False,
         remembered: set[str] | None = None,
     ) -> None:
-        """Fetch records into a transaction's cache; with `remembered`, take those this node knows
-        (see `_known`) and note which they were."""
+        """Fetch records into a transaction's cache, and remember them; with `remembered`, take those
+        this node knows (see `_known`) and note which they were."""
         wanted = [k for k in dict.fromkeys(keys) if k not in cache]
         if remembered is not None:
             known = self._known
+            since = time.monotonic() - self.known_for_s
             fetch = []
             for key in wanted:
-                if key in known:
-                    cache[key] = known[key]
+                entry = known.get(key)
+                if entry is not None and entry[2] > since:
+                    cache[key] = entry[0], entry[1]
                     remembered.add(key)
                 else:
                     fetch.append(key)
@@ -261,12 +294,18 @@ class RedisStore:
                 else:
                     pipe.hmget(key, "v", "d")
             rows = await pipe.execute()
+        known, now = self._known, time.monotonic()
         for key, row in zip(wanted, rows, strict=True):
             if key[kind_at] == "x":  # a transcript: its engagement's version covers it
                 cache[key] = (0, [_fragment.decode(blob) for blob in row])
             else:
-                version, blob = row
-                cache[key] = (int(version or 0), _DECODERS[key[kind_at]].decode(blob) if blob else None)
+                version, blob = int(row[0] or 0), row[1]
+                record = _DECODERS[key[kind_at]].decode(blob) if blob else None
+                cache[key] = (version, record)
+                known[key] = (version, record, now)
+                known.move_to_end(key)
+        while len(known) > self.known_size:
+            known.popitem(last=False)
 
     async def _apply(
         self, cache: dict[str, tuple[int, Any]], read: set[str], writes: dict[str, bytes], changes: Changes

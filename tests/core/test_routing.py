@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from protocol.frames import Ring, RingCancelled
 from protocol.model import AgentStatus, CancelReason, Channel, EngagementState
 from server.core import lifecycle
 from server.core.errors import Refused
-from tests.support import World, agent, make_config, voice_queue
+from server.core.lifecycle import NewEngagement
+from server.core.tx import Changes, Tx
+from tests.support import World, agent, make_config, run_sync, voice_queue
 
 S = EngagementState
 READY, NOT_READY = AgentStatus.READY, AgentStatus.NOT_READY
@@ -253,3 +258,44 @@ def test_a_dead_nodes_sockets_are_written_off_and_the_grace_starts_then():
     w.advance(5.0)
     assert (w.agent("ann").status, w.agent("ann").reason) == (NOT_READY, "connection_lost")
     assert offered_to(w, eid) == ["ben"]
+
+
+def changes_of(w: World, command: Callable[[Tx], object]) -> Changes:
+    """What a command hands its store to apply (the world applies it too)."""
+    taken: list[Changes] = []
+
+    def decide(snapshot: Any) -> tuple[None, Changes]:
+        tx = Tx(snapshot, w.dir, w.now, w.ids)
+        command(tx)
+        taken.append(tx.changes())
+        return None, taken[-1]
+
+    run_sync(w.store.transact(decide))
+    return taken[-1]
+
+
+def create(tx: Tx) -> object:
+    return lifecycle.create(tx, NewEngagement(queue="q"))
+
+
+def test_a_choice_only_weighs_the_others_but_no_one_free_and_offering_again_rely_on_everyone():
+    """A store that checks what a decision read need not check the agents a choice passed over (another
+    node changing them leaves it sound); it must check them all when the engagement found no one, or
+    went back to an agent who passed, since an agent freed meanwhile would change that answer."""
+    w = World(make_config([voice_queue("q")], [agent("ann", "q"), agent("ben", "q"), agent("cat", "q")]))
+    w.sign_in("ann", "ben", "cat")
+    first = changes_of(w, create)
+    (eid,) = first.engagements
+    assert offered_to(w, eid) == ["ann"] and first.weighed == {"ben", "cat"}
+    declined = changes_of(w, lambda tx: lifecycle.decline(tx, "ann", w.offer_of("ann"), None))
+    assert offered_to(w, eid) == ["ben"] and declined.weighed == {"cat"}
+
+    w = World(make_config([voice_queue("q")], [agent("ann", "q"), agent("ben", "q")]))
+    w.sign_in("ann")
+    eid = w.create()
+    again = changes_of(w, lambda tx: lifecycle.decline(tx, "ann", w.offer_of("ann"), None))
+    assert offered_to(w, eid) == ["ann"] and again.weighed == set()  # ben is not ready: it relied on that
+    w.do(lambda tx: lifecycle.set_status(tx, "ann", NOT_READY, None, "agent:ann"))
+    waits = changes_of(w, create)
+    (queued,) = waits.engagements
+    assert w.engagement(queued).state is S.QUEUED and waits.weighed == set()
