@@ -140,6 +140,7 @@ class RedisStore:
         self.queue_members = queue_members or {}
         self._commit = client.register_script(_script("commit.lua"))
         self._claim = client.register_script(_script("claim.lua"))
+        self._read = client.register_script(_script("read.lua"))
         self._epoch: str | None = None
         self._routing = asyncio.Lock()
         """Held by a transaction from its first read of a queue to its end. Routing decisions read a
@@ -195,7 +196,7 @@ class RedisStore:
                 keys = list(cache)
                 self._forget(cache, keys)
                 remembered.clear()
-                await self._load(cache, keys, atomic=True)
+                await self._load(cache, keys)
                 together = True
                 continue
             writes: dict[str, bytes] = {}
@@ -266,11 +267,11 @@ class RedisStore:
         cache: dict[str, tuple[int, Any]],
         keys: list[str],
         *,
-        atomic: bool = False,
         remembered: set[str] | None = None,
     ) -> None:
-        """Fetch records into a transaction's cache, and remember them; with `remembered`, take those
-        this node knows (see `_known`) and note which they were."""
+        """Fetch records into a transaction's cache in one atomic step (`read.lua`: one command, however
+        many records), and remember them; with `remembered`, take those this node knows (see `_known`)
+        and note which they were."""
         wanted = [k for k in dict.fromkeys(keys) if k not in cache]
         if remembered is not None:
             known = self._known
@@ -284,16 +285,10 @@ class RedisStore:
                 else:
                     fetch.append(key)
             wanted = fetch
-            if not wanted:
-                return
+        if not wanted:
+            return
         kind_at = len(self.keys.base) + 1
-        async with self.redis.pipeline(transaction=atomic) as pipe:
-            for key in wanted:
-                if key[kind_at] == "x":
-                    pipe.lrange(key, 0, -1)
-                else:
-                    pipe.hmget(key, "v", "d")
-            rows = await pipe.execute()
+        rows = cast(list[list[Any]], await self._read(keys=wanted, args=[key[kind_at] for key in wanted]))
         known, now = self._known, time.monotonic()
         for key, row in zip(wanted, rows, strict=True):
             if key[kind_at] == "x":  # a transcript: its engagement's version covers it
