@@ -52,6 +52,10 @@ class Store(Protocol):
     - Failures to reach the backing service raise `Refused(UNAVAILABLE)`, never a driver exception.
     """
 
+    remote: bool
+    """True when a transaction waits on the network: callers with independent work gain by running
+    transactions side by side (the ingest socket does), where an in-process store gains nothing."""
+
     async def transact(self, decide: Decide[T]) -> Committed[T]: ...
 
     async def agent(self, agent_id: str) -> AgentRec | None: ...

@@ -23,6 +23,8 @@ from server.store.base import Committed, Decide, T
 class MemoryStore:
     """See `Store`."""
 
+    remote = False
+
     def __init__(self, log_size: int = 1000) -> None:
         self.log_size = log_size
         self._epoch = uuid.uuid4().hex[:12]

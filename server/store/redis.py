@@ -120,6 +120,8 @@ class Keys:
 class RedisStore:
     """See `Store`. `queue_members` lets a read of a queue fetch its members in the same round trip."""
 
+    remote = True
+
     def __init__(
         self,
         client: Redis,

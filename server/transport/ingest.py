@@ -4,9 +4,9 @@ The key comes as `Authorization: Bearer <key>`, `?token=<key>`, or in `hello {to
 `transcript {engagement, fragments}` is applied like `POST /v1/engagements/{id}/transcript` and
 answered `ok` (with `id`) or `error`; the socket stays open across engagements.
 
-One media server streams many calls over one socket, so frames for different engagements are applied
-side by side (up to `IN_FLIGHT` at once): with a store across the network, one at a time would cap the
-socket at one fragment per round trip. Frames for one engagement are applied in the order they came,
+One media server streams many calls over one socket, so with a store across the network (Redis)
+frames for different engagements are applied side by side (up to `IN_FLIGHT` at once): one at a time
+would cap the socket at one fragment per round trip. Frames for one engagement are applied in the order they came,
 and every reply still comes in its frame's order.
 """
 
@@ -83,6 +83,9 @@ class IngestSession(Session):
                     work.cancel()
 
     async def _answer(self, frame: Client) -> None:
+        if not self.node.store.remote:  # nothing to wait on: side by side would only add tasks
+            await super()._answer(frame)
+            return
         if not isinstance(frame, IngestTranscript):  # `ping`, `hello`: answered once the frames before are
             while self._answers:
                 await self._oldest()
