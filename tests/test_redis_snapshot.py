@@ -5,8 +5,9 @@ one atomic step before it is answered."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import pytest
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from protocol.codes import ErrorCode
 from protocol.model import Channel, EngagementState
 from server.core.errors import Refused
-from server.core.records import AgentRec, EngagementRec, Offer, OfferRef
+from server.core.records import AgentRec, EngagementRec, Offer, OfferRef, QueueRec
 from server.core.tx import Changes, Snapshot
 from server.store.redis import RedisStore
 from tests.redis_server import RedisServer
@@ -142,3 +143,26 @@ async def test_an_agent_a_choice_only_weighed_is_not_checked_but_one_it_relied_o
         await store.transact(choose)
         assert len(seen) == attempts
     await other.close()
+
+
+async def test_transactions_reading_the_same_queues_in_opposite_orders_both_finish(store: RedisStore):
+    """Transactions on one node take turns per queue; two that each hold one queue and need the
+    other's must not wait for each other forever."""
+    reads: list[str] = []
+
+    def both(first: str, second: str) -> Callable[[Snapshot], tuple[None, Changes]]:
+        def decide(snapshot: Snapshot) -> tuple[None, Changes]:
+            snapshot.queue(first)
+            reads.append(first)
+            snapshot.queue(second)
+            return None, Changes(queues={first: QueueRec(id=first, rr_last=second)})
+
+        return decide
+
+    async with asyncio.timeout(10):
+        await asyncio.gather(store.transact(both("q1", "q2")), store.transact(both("q2", "q1")))
+    assert {"q1", "q2"} <= set(reads)  # they did meet halfway
+    assert [(await store.queue(q)) for q in ("q1", "q2")] == [
+        QueueRec(id="q1", rr_last="q2"),
+        QueueRec(id="q2", rr_last="q1"),
+    ]

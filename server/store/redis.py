@@ -144,12 +144,13 @@ class RedisStore:
         self._claim = client.register_script(_script("claim.lua"))
         self._read = client.register_script(_script("read.lua"))
         self._epoch: str | None = None
-        self._routing = asyncio.Lock()
-        """Held by a transaction from its first read of a queue to its end. Routing decisions read a
-        whole queue's members and pick among them: side by side on one node they pick the same agent,
-        all but one fail their commit, and retry on the same records, again and again. In turn, each
-        decides on what the one before it committed; nodes still collide with each other, and the
-        commit's check still settles that."""
+        self._turns: dict[str, asyncio.Lock] = {}
+        """A turn per queue, held by a transaction from its first read of that queue to its end.
+        Routing decisions read a whole queue's members and pick among them: side by side on one node
+        they pick the same agent, all but one fail their commit, and retry on the same records, again
+        and again. In turn, each decides on what the one before it committed; nodes still collide with
+        each other, and the commit's check still settles that. A transaction that needs the turn of a
+        second queue while holding one never waits for it holding the first (see `_take_turns`)."""
         self.known_size = known_size
         self.known_for_s = known_for_s
         self._known: OrderedDict[str, tuple[int, Any, float]] = OrderedDict()
@@ -165,14 +166,34 @@ class RedisStore:
 
     @_available
     async def transact(self, decide: Decide[T]) -> Committed[T]:
-        routing: list[bool] = []  # [True] once this transaction holds `_routing`
+        turns: list[str] = []  # the queues whose turn this transaction holds
         try:
-            return await self._transact(decide, routing)
+            return await self._transact(decide, turns)
         finally:
-            if routing:
-                self._routing.release()
+            for key in turns:
+                self._turns[key].release()
 
-    async def _transact(self, decide: Decide[T], routing: list[bool]) -> Committed[T]:
+    async def _take_turns(self, turns: list[str], wanted: list[str]) -> bool:
+        """Take the turns of the `wanted` queues. Waiting while holding none, or for turns that are
+        free, is safe; otherwise every turn is let go and all are taken again in key order (no two
+        transactions then wait for each other). Returns whether it had to let go (decide afresh)."""
+        new = [k for k in dict.fromkeys(wanted) if k not in turns]
+        locks = [self._turns.setdefault(k, asyncio.Lock()) for k in new]
+        if all(not lock.locked() for lock in locks) or (not turns and len(new) == 1):
+            for key, lock in zip(new, locks, strict=True):
+                await lock.acquire()
+                turns.append(key)
+            return False
+        for key in turns:
+            self._turns[key].release()
+        needed = sorted({*turns, *new})
+        turns.clear()
+        for key in needed:
+            await self._turns[key].acquire()
+            turns.append(key)
+        return True
+
+    async def _transact(self, decide: Decide[T], turns: list[str]) -> Committed[T]:
         kind_at = len(self.keys.base) + 1
         cache: dict[str, tuple[int, Any]] = {}
         together = False  # the cached records were read in one atomic step, so they belong together
@@ -182,9 +203,10 @@ class RedisStore:
             try:
                 result, changes = decide(snapshot)
             except Missing as missing:
-                if not routing and any(k[kind_at] == "q" for k in missing.keys):
-                    await self._routing.acquire()
-                    routing.append(True)
+                queues = [k for k in missing.keys if k[kind_at] == "q" and k not in turns]
+                if queues and await self._take_turns(turns, queues):
+                    cache.clear()  # others went meanwhile
+                    remembered.clear()
                 await self._load(cache, missing.keys, remembered=remembered)
                 together = False
                 continue
