@@ -266,22 +266,23 @@ class RedisStore:
             self._known.pop(key, None)
 
     def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], changes: Changes) -> None:
-        """After a commit: what it checked is current as of now, what it wrote is one version on."""
-        known = self._known
-        kind_at = len(self.keys.base) + 1
-        now = time.monotonic()
-        for key in read:
-            if key in cache and key[kind_at] != "x":
-                version, record = cache[key]
-                known[key] = (version, record, now)
-                known.move_to_end(key)
+        """After a commit: what it checked is current as of now, what it wrote is one version on
+        (`read` holds no transcript: the snapshot does not count those as read)."""
         written = [
             *((self.keys.agent(i), r) for i, r in changes.agents.items()),
             *((self.keys.engagement(i), r) for i, r in changes.engagements.items()),
             *((self.keys.queue(i), r) for i, r in changes.queues.items()),
         ]
-        for key, record in written:
-            known[key] = ((cache[key][0] if key in cache else 0) + 1, record, now)
+        self._know(
+            [(key, *cache[key]) for key in read if key in cache]
+            + [(key, (cache[key][0] if key in cache else 0) + 1, record) for key, record in written]
+        )
+
+    def _know(self, entries: list[tuple[str, int, Any]]) -> None:
+        """Note records at these versions as of now, dropping the least recently noted past `known_size`."""
+        known, now = self._known, time.monotonic()
+        for key, version, record in entries:
+            known[key] = (version, record, now)
             known.move_to_end(key)
         while len(known) > self.known_size:
             known.popitem(last=False)
@@ -313,7 +314,7 @@ class RedisStore:
             return
         kind_at = len(self.keys.base) + 1
         rows = cast(list[list[Any]], await self._read(keys=wanted, args=[key[kind_at] for key in wanted]))
-        known, now = self._known, time.monotonic()
+        fetched: list[tuple[str, int, Any]] = []
         for key, row in zip(wanted, rows, strict=True):
             if key[kind_at] == "x":  # a transcript: its engagement's version covers it
                 cache[key] = (0, [_fragment.decode(blob) for blob in row])
@@ -321,10 +322,8 @@ class RedisStore:
                 version, blob = int(row[0] or 0), row[1]
                 record = _DECODERS[key[kind_at]].decode(blob) if blob else None
                 cache[key] = (version, record)
-                known[key] = (version, record, now)
-                known.move_to_end(key)
-        while len(known) > self.known_size:
-            known.popitem(last=False)
+                fetched.append((key, version, record))
+        self._know(fetched)
 
     async def _apply(
         self, cache: dict[str, tuple[int, Any]], read: set[str], writes: dict[str, bytes], changes: Changes

@@ -20,12 +20,12 @@ from starlette.websockets import WebSocket
 
 from protocol.codec import INGEST_CODECS, Codec
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Client, Error, Hello, IngestTranscript, Ok, ServerFrame, Welcome
+from protocol.frames import Client, Hello, IngestTranscript, Ok, ServerFrame, Welcome
 from server.auth import check_api_key
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.node import Node
-from server.transport.session import Session, _Close
+from server.transport.session import Session, _Close, goes_back
 
 IN_FLIGHT = 64
 """Transcript frames of one socket being applied at once; the socket is not read further meanwhile."""
@@ -135,7 +135,7 @@ class IngestSession(Session):
             else:
                 reply = work
             answers.popleft()
-            if reply is not None and (frame is None or frame.id is not None or isinstance(reply, Error)):
+            if reply is not None and goes_back(frame, reply):
                 super()._reply(reply)
 
     def _reply(self, reply: ServerFrame, after: int = 0) -> None:

@@ -75,6 +75,12 @@ the events it missed from the log (the socket stays open meanwhile), and, once c
 it left (until it has, the agent counts as connected on this node, with no socket at all)."""
 
 
+def goes_back(frame: Client | None, reply: ServerFrame) -> bool:
+    """Whether a reply is sent: to a frame with an `id`, and errors and pongs always (`frame` is None for
+    one that could not be decoded)."""
+    return (frame is not None and frame.id is not None) or isinstance(reply, Error | Pong)
+
+
 class _Close(Exception):
     def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
@@ -409,10 +415,7 @@ class Session:
             # way (asyncio.wait_for on Python 3.11, under redis-py, returns a result that came at the
             # same time instead): without this the session would live on, failed, saying nothing.
             raise self._failure
-        self._answered(frame, reply, after)
-
-    def _answered(self, frame: Client, reply: ServerFrame | None, after: int = 0) -> None:
-        if reply is not None and (frame.id is not None or isinstance(reply, Error | Pong)):
+        if reply is not None and goes_back(frame, reply):
             self._reply(reply, after)
 
     async def _handle(self, frame: Client) -> ServerFrame | None:
@@ -650,25 +653,7 @@ class AgentSession(Session):
             node_id = node.node_id
             signed = await node.run(lambda tx: lifecycle.sign_in(tx, subject, node_id, not resumed))
         self.signed_in, self.signed_on = True, node_id
-        agent = signed.agent
-        await self._send(
-            Welcome(
-                re=hello.id,
-                agent=subject,
-                name=node.dir.agents[subject].title,
-                status=agent.status,
-                reason=agent.reason,
-                activity=activity(agent),
-                next_status=agent.next.status if agent.next else None,
-                next_reason=agent.next.reason if agent.next else None,
-                engagements=signed.engagements,
-                offers=signed.offers,
-                seq=head,
-                resumed=resumed,
-                epoch=epoch,
-                server_time=node.clock(),
-            )
-        )
+        await self._send(self._welcome_frame(hello, signed, head, resumed, epoch))
         self.last_seq = head
         if replay:
             self.last_seq = hello.resume_from or 0
@@ -682,23 +667,27 @@ class AgentSession(Session):
         self.go_live()
 
     async def _standing(self, hello: Hello) -> Welcome:
-        subject, node = self.subject, self.node
-        now = await node.run(lambda tx: lifecycle.standing(tx, subject))
-        agent = now.agent
+        subject = self.subject
+        now = await self.node.run(lambda tx: lifecycle.standing(tx, subject))
+        return self._welcome_frame(hello, now, self._queued_seq, True, self.node.epoch)
+
+    def _welcome_frame(self, hello: Hello, signed: lifecycle.SignIn, seq: int, resumed: bool, epoch: str) -> Welcome:
+        """The agent's standing as `welcome` shows it, at sign-in and at a token refresh alike."""
+        agent, node = signed.agent, self.node
         return Welcome(
             re=hello.id,
-            agent=subject,
-            name=node.dir.agents[subject].title,
+            agent=self.subject,
+            name=node.dir.agents[self.subject].title,
             status=agent.status,
             reason=agent.reason,
             activity=activity(agent),
             next_status=agent.next.status if agent.next else None,
             next_reason=agent.next.reason if agent.next else None,
-            engagements=now.engagements,
-            offers=now.offers,
-            seq=self._queued_seq,
-            resumed=True,
-            epoch=node.epoch,
+            engagements=signed.engagements,
+            offers=signed.offers,
+            seq=seq,
+            resumed=resumed,
+            epoch=epoch,
             server_time=node.clock(),
         )
 
