@@ -386,7 +386,7 @@ async def _wait_for_completion(
     center: Center, outcome: Outcome, plan: Plan, deadline: float, progress: Callable[[str, int, int], None]
 ) -> None:
     """Poll the queue until nothing waits and every agent is idle again (bounded in time)."""
-    async with httpx.AsyncClient(timeout=10) as api:
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {center.api_key}"}) as api:
         while time.perf_counter() < deadline:
             try:
                 agents = (await api.get(f"{center.http_urls[0]}/v1/agents")).json()

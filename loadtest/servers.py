@@ -19,6 +19,13 @@ import redis
 EXE = Path(sys.executable).parent / "switchboard"
 
 
+def own_environment() -> dict[str, str]:
+    """The environment for a node this process starts: the operator's, without the `SWITCHBOARD_*`
+    settings, which would override the configuration written for it (a secret exported in the shell
+    would sign the node's tokens with another key than the load test's)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+
+
 class RedisMissing(RuntimeError):
     """There is no redis-server binary on this machine."""
 
@@ -99,7 +106,7 @@ class NodeProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=own_environment()
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30

@@ -226,10 +226,12 @@ async def _worker(ws_urls: list[str], indices: list[int], plan: Plan, signals: S
     )
 
 
-async def _wait_disconnected(http_url: str, clients: int, progress: Callable[[str, int, int], None]) -> float:
+async def _wait_disconnected(
+    http_url: str, api_key: str, clients: int, progress: Callable[[str, int, int], None]
+) -> float:
     """Poll until the server shows no agent connected; returns how long that took."""
     started = time.time()
-    async with httpx.AsyncClient(timeout=30) as api:
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {api_key}"}) as api:
         while time.time() - started < 120:
             agents = (await api.get(f"{http_url}/v1/agents")).json()
             gone = sum(1 for a in agents if not a["connected"])
@@ -329,7 +331,7 @@ def run(plan: Plan, center: Center, progress: Callable[[str, int, int], None]) -
     drop_at.value = time.time() + 0.2
     drop.set()
     wait_all("drop", lambda s: s.dropped, None)
-    noticed_s = asyncio.run(_wait_disconnected(center.http_urls[0], plan.clients, progress))
+    noticed_s = asyncio.run(_wait_disconnected(center.http_urls[0], center.api_key, plan.clients, progress))
     supervisor = asyncio.run(_supervise(center, plan, progress))
 
     cpu_before = center.server_cpu_s()

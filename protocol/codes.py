@@ -28,6 +28,8 @@ class ErrorCode(enum.StrEnum):
     NO_CAPACITY = "no_capacity"
     NOT_ENABLED = "not_enabled"
     TOO_LARGE = "too_large"
+    LIMIT_REACHED = "limit_reached"
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
     RATE_LIMITED = "rate_limited"
     QUEUE_FULL = "queue_full"
     UNAVAILABLE = "unavailable"
@@ -51,7 +53,14 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.DISPOSITION_REQUIRED: "The queue requires a disposition before wrap-up can finish. Send one first.",
     ErrorCode.NO_CAPACITY: "The target agent has no free capacity on that channel (or is not signed in).",
     ErrorCode.NOT_ENABLED: "The feature is off for this queue (say, transcription). Do not retry.",
-    ErrorCode.TOO_LARGE: "The body or frame is larger than the server accepts. Send less.",
+    ErrorCode.TOO_LARGE: "The body, frame, note, message or fragment is larger than the server accepts. Send less.",
+    ErrorCode.LIMIT_REACHED: (
+        "The engagement holds as much as it may (thread, transcript: server limits); nothing was stored, "
+        "and the engagement goes on. Do not retry."
+    ),
+    ErrorCode.IDEMPOTENCY_MISMATCH: (
+        "The `Idempotency-Key` was used in the last 24 h for a different request. Use a new key for a new request."
+    ),
     ErrorCode.RATE_LIMITED: "Too many requests. Back off, then retry.",
     ErrorCode.QUEUE_FULL: "The queue holds as many waiting engagements as it may. Retry later.",
     ErrorCode.UNAVAILABLE: "The node cannot serve this now (storage unreachable, draining). Retry, maybe elsewhere.",

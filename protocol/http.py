@@ -118,9 +118,10 @@ class StatusChange(Struct, kw_only=True):
 
 class AgentDetail(AgentInfo, kw_only=True):
     """One agent, as `GET /v1/agents/{id}` shows it: the listing's fields and the agent's latest status
-    changes, oldest first (the listing leaves them out to stay small)."""
+    changes, oldest first (the listing leaves them out to stay small). A status history is personal
+    data: `null` for a reader who may not see it (another agent)."""
 
-    history: list[StatusChange] = field(default_factory=list)
+    history: list[StatusChange] | None = None
 
 
 class TranscriptAccepted(Struct, kw_only=True):

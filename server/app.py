@@ -85,8 +85,10 @@ def create_app(
     broker: Broker | None = None,
     clock: Callable[[], float] = time.time,
     ids: IdSource = random_ids,
+    demo: bool = False,
 ) -> App:
-    """The app for one node: in memory by default; with `redis_url`, one node of a cluster."""
+    """The app for one node: in memory by default; with `redis_url`, one node of a cluster. `demo`
+    serves the demo's sign-in list (a token for everyone): for a demo on this machine only."""
     directory = Directory(config)
     node_id = uuid.uuid4().hex[:12]
     poll_s = 1.0
@@ -100,7 +102,12 @@ def create_app(
         # a pool that makes a burst wait for a connection rather than fail
         client = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=10))
         store = RedisStore(
-            client, prefix=redis_prefix, log_size=config.server.event_log_size, queue_members=members, publish=True
+            client,
+            prefix=redis_prefix,
+            log_size=config.server.event_log_size,
+            queue_members=members,
+            publish=True,
+            retention_s=config.server.retention_s,
         )
         broker = RedisBroker(client, prefix=redis_prefix, node_id=node_id)
         poll_s = 0.05  # other nodes arm timers too: poll rather than wait to be woken
@@ -137,6 +144,7 @@ def create_app(
             Route("/supervisor", page("supervisor.html"), methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
             *http.routes,
+            *(http.demo_routes if demo else []),
             *sockets,
         ],
         exception_handlers={

@@ -42,7 +42,8 @@ def verify(secret: str, token: str, now: float | None = None) -> Claims:
             token,
             secret,
             algorithms=["HS256"],
-            options={"require": ["sub", "exp", "role"], "verify_exp": False},
+            # times are checked below against `now` (the node's clock), not PyJWT's own
+            options={"require": ["sub", "exp", "role"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {type(exc).__name__}") from None

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
 from server import logs
-from server.config import Config, ConfigError, load
+from server.config import Config, ConfigError, exposure, load
 
 
 def _config(path: str | None) -> Config:
@@ -23,23 +24,49 @@ def _config(path: str | None) -> Config:
         raise SystemExit(2) from None
 
 
+def refuse_exposure(config: Config, host: str, demo: bool) -> bool:
+    """Whether to refuse (saying why on stderr) listening where other machines can reach a server that
+    still has the demo's public credentials, or hands out the demo's sign-in list."""
+    problems, _ = exposure(config, host, demo)
+    for problem in problems:
+        print(f"switchboard: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
+def warn_of_exposure(config: Config, host: str, demo: bool) -> None:
+    """On loopback with the demo's credentials: one warning line, in the log's format."""
+    _, warning = exposure(config, host, demo)
+    if warning:
+        logging.getLogger("switchboard").warning(warning)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.serving import serve
 
     config = _config(args.config)
-    app = create_app(config, redis_url=args.redis, redis_prefix=args.redis_prefix)
+    if refuse_exposure(config, args.host, args.demo):
+        return 2
+    app = create_app(config, redis_url=args.redis, redis_prefix=args.redis_prefix, demo=args.demo)
     logs.configure(args.log_level, args.log_format, app.state.node.node_id)
+    warn_of_exposure(config, args.host, args.demo)
 
     async def listening(host: str, port: int) -> None:
         print(f"Switchboard listening on http://{host}:{port}", flush=True)
         print(f"  agent socket: ws://{host}:{port}/v1/agent", flush=True)
         if args.redis:
             print(f"  cluster node {app.state.node.node_id} on {args.redis}", flush=True)
+        else:
+            print(
+                "  store: in memory: every engagement is lost when this process stops (use --redis in production)",
+                flush=True,
+            )
         if args.config is None:
             print("  demo configuration: agents alice, bob, carol, dan; supervisor sam", flush=True)
             print(f"  ingest key: {config.server.api_keys[0]}", flush=True)
             print("  token: switchboard token alice", flush=True)
+        if args.demo:
+            print("  demo sign-in: the desktop lists every agent and signs them in without a token", flush=True)
 
     serve(app, args.host, args.port, args.log_level, listening)
     return 0
@@ -101,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file (default: the built-in demo)")
     serve.add_argument("--redis", metavar="URL", help="share queues with other nodes through this Redis")
     serve.add_argument("--redis-prefix", default="sb", help="key prefix in Redis (one per contact center)")
+    serve.add_argument(
+        "--demo", action="store_true", help="serve the demo sign-in list (a token for everyone): this machine only"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     serve.set_defaults(func=cmd_serve)

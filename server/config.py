@@ -7,13 +7,14 @@ silently routes calls wrong. `Directory` is the validated config with the lookup
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import msgspec
 from msgspec import Struct, field
@@ -121,7 +122,6 @@ class ServerCfg(Cfg, kw_only=True, frozen=True):
     event_log_size: int = 1000
     outbound_queue: int = 1000
     webhook_secret: str | None = None
-    demo_signin: bool = False
     heartbeat_s: float = 1.0
     node_timeout_s: float = 5.0
     allowed_origins: list[str] = field(default_factory=list)
@@ -130,10 +130,35 @@ class ServerCfg(Cfg, kw_only=True, frozen=True):
     max_bad_frames: int = 20
     max_connections: int = 20_000
     drain_retry_after_ms: int = 1000
+    metrics_need_key: bool = False
+    retention_s: float = 3 * 86400.0
+
+
+class LimitsCfg(Cfg, kw_only=True, frozen=True):
+    """What one engagement may hold. Far above what a real conversation reaches (a two-hour call is
+    about 2,000 fragments and 100 KiB of text), low enough that one party cannot grow a node's memory
+    or Redis without bound. Past one: `limit_reached`, nothing stored, the engagement goes on."""
+
+    notes_bytes: int = 64 * 1024
+    message_bytes: int = 64 * 1024
+    thread_messages: int = 5_000
+    thread_bytes: int = 1 << 20
+    fragment_bytes: int = 64 * 1024
+    transcript_fragments: int = 20_000
+    transcript_bytes: int = 4 << 20
+    search_query_chars: int = 512
+
+
+class ReportingCfg(Cfg, kw_only=True, frozen=True):
+    """Where closed engagements go before retention removes them (docs/configuration.md)."""
+
+    file: str | None = None
 
 
 class Config(Cfg, kw_only=True, frozen=True):
     server: ServerCfg = field(default_factory=ServerCfg)
+    limits: LimitsCfg = field(default_factory=LimitsCfg)
+    reporting: ReportingCfg = field(default_factory=ReportingCfg)
     queues: list[QueueCfg] = field(default_factory=list)
     agents: list[AgentCfg] = field(default_factory=list)
     supervisors: list[SupervisorCfg] = field(default_factory=list)
@@ -152,6 +177,7 @@ class Directory:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server = config.server
+        self.limits = config.limits
         self.queues: dict[str, QueueCfg] = {q.id: q for q in config.queues}
         self.agents: dict[str, AgentCfg] = {a.id: a for a in config.agents}
         self.supervisors: dict[str, SupervisorCfg] = {s.id: s for s in config.supervisors}
@@ -218,6 +244,12 @@ def decode(data: bytes | str, source: str = "config") -> Config:
 
 
 def from_mapping(raw: Mapping[str, object], source: str = "config") -> Config:
+    server = raw.get("server")
+    if isinstance(server, Mapping) and "demo_signin" in server:
+        raise ConfigError(
+            f"{source}: server.demo_signin: no longer a setting; the demo sign-in list is served only by "
+            "`switchboard demo` or `switchboard serve --demo`"
+        )
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
@@ -315,8 +347,64 @@ def validate(config: Config, source: str = "config") -> None:
             problems.append(f"server.allowed_origins[{i}]: expected scheme://host[:port], got {origin!r}")
     if config.server.grace_s < 0:
         problems.append(f"server.grace_s: must be >= 0, got {config.server.grace_s}")
+    if config.server.retention_s < 60:
+        problems.append(f"server.retention_s: must be >= 60, got {config.server.retention_s}")
+    for name in LimitsCfg.__struct_fields__:
+        if getattr(config.limits, name) < 1:
+            problems.append(f"limits.{name}: must be >= 1, got {getattr(config.limits, name)}")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
+
+
+def _demo_server() -> Mapping[str, object]:
+    raw = tomllib.loads(resources.files("server").joinpath("demo.toml").read_text())
+    server = raw["server"]
+    assert isinstance(server, dict)
+    return server
+
+
+def demo_credentials(config: Config) -> list[tuple[str, str]]:
+    """The credentials that are still the built-in demo's, public in this project's source (what, and
+    how to replace it): a server others can reach with one of them can be signed into, or fed, by
+    anyone who read the source."""
+    demo = _demo_server()
+    weak = []
+    if config.server.secret == demo["secret"]:
+        weak.append(("token secret", "set SWITCHBOARD_SECRET, or server.secret in --config"))
+    if set(config.server.api_keys) & set(cast(list[str], demo["api_keys"])):
+        weak.append(("API key", "set SWITCHBOARD_API_KEY, or server.api_keys in --config"))
+    return weak
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name other than localhost counts as reachable)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure(config: Config, host: str, demo: bool) -> tuple[list[str], str | None]:
+    """Why listening on `host` is refused, or what to warn about there: the demo's sign-in list (a
+    token for every agent) and its built-in credentials are for this machine only."""
+    weak = demo_credentials(config)
+    if is_loopback(host):
+        if not weak:
+            return [], None
+        names = " and ".join(what for what, _ in weak)
+        return [], f"the built-in demo {names} in use: fine on this machine, never on one others can reach"
+    problems = [
+        f"refusing to listen on {host}, reachable from other machines, with the built-in demo {what}: {how}"
+        for what, how in weak
+    ]
+    if demo:
+        problems.append(
+            f"refusing to listen on {host}, reachable from other machines, with demo sign-in, which hands a "
+            "token for every agent and supervisor to anyone who asks: listen on 127.0.0.1"
+        )
+    return problems, None
 
 
 def load(path: str | Path | None) -> Config:

@@ -245,12 +245,16 @@ async def simulate(life: Life, rate: float, stop: asyncio.Event) -> None:
 def run(args: argparse.Namespace) -> int:
     from server import logs
     from server.app import create_app
+    from server.cli import refuse_exposure, warn_of_exposure
     from server.config import load
     from server.serving import serve
 
     config = load(None)
-    app = create_app(config)
+    if refuse_exposure(config, args.host, demo=True):
+        return 2
+    app = create_app(config, demo=True)
     logs.configure(args.log_level, args.log_format, app.state.node.node_id)
+    warn_of_exposure(config, args.host, demo=True)
 
     async def simulation(host: str, port: int) -> None:
         base = f"{host}:{port}"

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import heapq
+import itertools
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +27,7 @@ from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.tx import Changes, IdSource, Snapshot, Tx
 from server.metrics import Metrics
+from server.reporting import ReportFile
 from server.search import Searcher
 from server.store.base import Store
 from server.topics import agent_topic
@@ -88,6 +92,11 @@ class Closable(Protocol):
     @property
     def role(self) -> str: ...
 
+    @property
+    def expires_at(self) -> float:
+        """When the credential the socket signed in with (or refreshed to) runs out."""
+        ...
+
     def fail(self, code: CloseCode, reason: str) -> None: ...
 
     def drain(self, retry_after_ms: int) -> None: ...
@@ -117,10 +126,15 @@ class Node:
         self.searcher = Searcher()
         self.metrics = Metrics()
         self.webhooks = Webhooks(directory.server.webhook_secret)
+        report_path = directory.config.reporting.file
+        self.reports = ReportFile(report_path) if report_path else None
         self._timer_poll_s = timer_poll_s
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._expiries: list[tuple[float, int, weakref.ref[Closable]]] = []  # a heap
+        self._expiry_wake = asyncio.Event()
+        self._order = itertools.count()
         self._last_beat: float | None = None  # the last heartbeat the store took; None after one failed
         self._steady_since = 0.0  # since when this node has been beating without a break
 
@@ -148,6 +162,8 @@ class Node:
         if last and lifecycle_log.isEnabledFor(logging.INFO):
             _log_transitions(last[0])
         self.metrics.committed(committed.events, committed.notices)
+        if committed.reports and self.reports is not None:
+            self.reports.write(committed.reports)
         caused = _caused.get()
         if caused is not None:
             for agent_id, event in committed.events:
@@ -169,6 +185,7 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._timers(), name="switchboard-timers"),
             asyncio.create_task(self._liveness(), name="switchboard-liveness"),
+            asyncio.create_task(self._expire_tokens(), name="switchboard-token-expiry"),
         ]
 
     async def drain(self, timeout_s: float = 5.0) -> None:
@@ -190,6 +207,8 @@ class Node:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         await self.webhooks.close()
+        if self.reports is not None:
+            self.reports.close()
         with contextlib.suppress(Refused):
             await self.store.forget_node(self.node_id)
 
@@ -218,6 +237,7 @@ class Node:
             self._wake.clear()  # before reading due times, so a timer armed meanwhile wakes the wait below
             try:
                 await self.fire_due()
+                await self.store.sweep(self.clock())
                 due = await self.store.next_due()
             except Refused as exc:
                 log.warning("timers paused: %s", exc.message)
@@ -226,6 +246,31 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancellation
                     await self._wake.wait()
+
+    # --- credentials that run out -----------------------------------------------------------------
+
+    def expires(self, session: Closable, at: float) -> None:
+        """Close `session` with 4401 at `at` unless by then it refreshed its token (a later `expires`)."""
+        first = self._expiries[0][0] if self._expiries else None
+        heapq.heappush(self._expiries, (at, next(self._order), weakref.ref(session)))
+        if first is None or at < first:
+            self._expiry_wake.set()
+
+    async def _expire_tokens(self) -> None:
+        """One task for every socket's token: looks again at least every second, so a clock that jumps
+        (an injected one in tests, a corrected one in production) is noticed soon after."""
+        while not self._stopping:
+            self._expiry_wake.clear()
+            now = self.clock()
+            while self._expiries and self._expiries[0][0] <= now:
+                _, _, ref = heapq.heappop(self._expiries)
+                session = ref()
+                if session is not None and session in self.sessions and session.expires_at <= now:
+                    session.fail(CloseCode.UNAUTHORIZED, "token expired")
+            delay = min(self._expiries[0][0] - now, 1.0) if self._expiries else 1.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(delay, 0.0)):
+                    await self._expiry_wake.wait()
 
     # --- liveness --------------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from protocol.http import (
     AgentInfo,
     CreatedEngagement,
     CreateEngagement,
-    DemoPeople,
     ErrorBody,
     Health,
     MessageAccepted,
@@ -46,6 +45,7 @@ Security = Literal["key", "reader", "none"]
 _ALWAYS = (ErrorCode.INTERNAL,)
 _STORE = (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL)
 _BODY = (ErrorCode.INVALID_BODY, ErrorCode.INVALID_FIELD, ErrorCode.TOO_LARGE)
+_READER = (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN)
 
 _SECURITY: dict[Security, list[dict[str, list[str]]]] = {
     "key": [{"apiKey": []}],
@@ -72,7 +72,21 @@ class Operation:
     media: str = JSON
     example: dict[str, Any] | None = None
     links: tuple[str, ...] = ()
+    headers: tuple[dict[str, Any], ...] = ()
 
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Any string of up to 255 characters, unique per request the caller means to make once. The same key "
+        "within 24 h answers `200` with the engagement it made (as it is now, with a fresh `consumer_token`), "
+        "so a retry after a timeout never creates a second one; the same key with another body is "
+        "`422 idempotency_mismatch`."
+    ),
+    "schema": {"type": "string", "maxLength": 255},
+}
 
 _ID = "/v1/engagements/{id}"
 
@@ -85,13 +99,23 @@ OPERATIONS: tuple[Operation, ...] = (
         "Hand a consumer over: create an engagement, queue it and route it at once",
         201,
         CreatedEngagement,
-        (ErrorCode.UNAUTHORIZED, *_BODY, ErrorCode.UNKNOWN_QUEUE, ErrorCode.QUEUE_FULL, *_STORE),
+        (
+            ErrorCode.UNAUTHORIZED,
+            *_BODY,
+            ErrorCode.UNKNOWN_QUEUE,
+            ErrorCode.QUEUE_FULL,
+            ErrorCode.IDEMPOTENCY_MISMATCH,
+            ErrorCode.INVALID_STATE,
+            *_STORE,
+        ),
         security="key",
         body=CreateEngagement,
+        headers=(_IDEMPOTENCY_KEY,),
         description=(
             "Answers with the engagement, already routed (its `state` may be `offered`, `active` or "
             "`assigned`), and the `consumer_token` its consumer's socket (`/v1/consumer/{id}`) signs in with. "
-            "`body` (with `subject`) is the first inbound message, for email."
+            "`body` (with `subject`) is the first inbound message, for email. With an `Idempotency-Key` "
+            "already used in the last 24 h: `200` and the engagement that key made."
         ),
         example={
             "queue": "support-voice",
@@ -138,13 +162,23 @@ OPERATIONS: tuple[Operation, ...] = (
         "Add live transcript fragments",
         202,
         TranscriptAccepted,
-        (ErrorCode.UNAUTHORIZED, *_BODY, ErrorCode.NOT_FOUND, ErrorCode.NOT_ENABLED, ErrorCode.INVALID_STATE, *_STORE),
+        (
+            ErrorCode.UNAUTHORIZED,
+            *_BODY,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_ENABLED,
+            ErrorCode.INVALID_STATE,
+            ErrorCode.LIMIT_REACHED,
+            *_STORE,
+        ),
         security="key",
         body=TranscriptBatch,
         description=(
             "A fragment without `id` gets one; a `final` fragment replaces the partial with the same `id`, "
             "or, without an id, that speaker's latest partial. Only for queues with transcription on, and "
-            "engagements not over."
+            "engagements not over. A transcript holds at most `limits.transcript_fragments` fragments and "
+            "`limits.transcript_bytes` bytes: a batch that would go past either is refused whole "
+            "(`413 limit_reached`)."
         ),
         example={"fragments": [{"speaker": "consumer", "text": "Bonjour, c'est pour un remboursement", "final": True}]},
     ),
@@ -167,12 +201,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "The consumer's chat line or email reply",
         202,
         MessageAccepted,
-        (ErrorCode.UNAUTHORIZED, *_BODY, ErrorCode.NOT_FOUND, ErrorCode.NOT_ENABLED, ErrorCode.INVALID_STATE, *_STORE),
+        (
+            ErrorCode.UNAUTHORIZED,
+            *_BODY,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.NOT_ENABLED,
+            ErrorCode.INVALID_STATE,
+            ErrorCode.LIMIT_REACHED,
+            *_STORE,
+        ),
         security="key",
         body=MessageIn,
         description=(
             "Kept in the thread and pushed to the agent handling it; `sender` defaults to the consumer's "
-            "name or email. Chat and email only, and not after the conversation ended."
+            "name or email. Chat and email only, and not after the conversation ended. A thread holds at most "
+            "`limits.thread_messages` messages and `limits.thread_bytes` bytes (`413 limit_reached`)."
         ),
         example={"text": "Is anyone there?"},
     ),
@@ -184,7 +227,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every queue: configuration and live figures",
         200,
         list[QueueInfo],
-        _STORE,
+        (*_READER, *_STORE),
+        security="reader",
     ),
     Operation(
         "get",
@@ -194,7 +238,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "One queue: configuration and live figures",
         200,
         QueueInfo,
-        (ErrorCode.NOT_FOUND, *_STORE),
+        (*_READER, ErrorCode.NOT_FOUND, *_STORE),
+        security="reader",
     ),
     Operation(
         "get",
@@ -204,7 +249,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every agent: queues, capacity and live status",
         200,
         list[AgentInfo],
-        _STORE,
+        (*_READER, *_STORE),
+        security="reader",
+        description=(
+            "An agent's `reason` and `next_reason` (why they are not ready) are personal data: shown to the API "
+            "key, supervisors and the agent themself; `null` to other agents."
+        ),
     ),
     Operation(
         "get",
@@ -214,25 +264,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "One agent: queues, capacity, live status and status history",
         200,
         AgentDetail,
-        (ErrorCode.NOT_FOUND, *_STORE),
+        (*_READER, ErrorCode.NOT_FOUND, *_STORE),
+        security="reader",
         description=(
             "As in the listing, plus `history`: the agent's latest status changes (up to 50, oldest first), "
             "each with who made it (`agent:<id>`, `supervisor:<id>` or `system`) and whether it was deferred "
-            "as the next status. A supervisor's change of an agent's status is recorded there."
-        ),
-    ),
-    Operation(
-        "get",
-        "/v1/demo/people",
-        "demoPeople",
-        "demo",
-        "The demo's sign-in picker",
-        200,
-        DemoPeople,
-        _ALWAYS,
-        description=(
-            "Every agent and supervisor with a fresh token, when `server.demo_signin` is set (the built-in "
-            "demo sets it); otherwise `enabled: false` and empty lists. Never set it in production."
+            "as the next status. A supervisor's change of an agent's status is recorded there. Reasons and "
+            "history are personal data: for the API key, supervisors and the agent themself (`history: null` "
+            "and no reasons for another agent)."
         ),
     ),
     Operation(
@@ -243,9 +282,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "Prometheus metrics of this node",
         200,
         None,
-        _ALWAYS,
+        (ErrorCode.UNAUTHORIZED, *_ALWAYS),
         media="text/plain",
-        description="Prometheus text exposition format (version 0.0.4). Counters are per node.",
+        description=(
+            "Prometheus text exposition format (version 0.0.4). Counters are per node. Open by default (counts "
+            "only: no names, no conversations); with `server.metrics_need_key` it needs the API key."
+        ),
     ),
     Operation("get", "/healthz", "healthz", "operations", "The process runs", 200, Health, _ALWAYS),
     Operation(
@@ -281,9 +323,11 @@ _PARAMETERS = {
 _TAGS = [
     {"name": "ingest", "description": "Flows, IVRs, chatbots, gateways and media servers hand work over (API key)."},
     {"name": "engagements", "description": "Reading engagements (API key, or an agent's or supervisor's token)."},
-    {"name": "directory", "description": "Queues and agents with live figures (public: no consumer data)."},
+    {
+        "name": "directory",
+        "description": "Queues and agents with live figures (API key, or any agent's or supervisor's token).",
+    },
     {"name": "operations", "description": "Health, readiness and metrics for orchestrators and Prometheus."},
-    {"name": "demo", "description": "The built-in demo's helpers."},
     {"name": "meta", "description": "This description of the API."},
 ]
 
@@ -339,9 +383,9 @@ def _operation(op: Operation, schemas: dict[Any, dict[str, Any]]) -> dict[str, A
     }
     if op.description:
         doc["description"] = op.description
-    parameter = _parameter(op.path)
-    if parameter is not None:
-        doc["parameters"] = [parameter]
+    parameters = [p for p in (_parameter(op.path), *op.headers) if p is not None]
+    if parameters:
+        doc["parameters"] = parameters
     if op.body is not None:
         media: dict[str, Any] = {"schema": schemas[op.body]}
         if op.example is not None:

@@ -37,9 +37,13 @@ def make_config(
     server: dict[str, Any] | None = None,
     supervisors: list[dict[str, Any]] | None = None,
     address_book: list[dict[str, Any]] | None = None,
+    limits: dict[str, Any] | None = None,
+    reporting: dict[str, Any] | None = None,
 ) -> Config:
     raw = {
         "server": {"secret": SECRET, "api_keys": [API_KEY], **(server or {})},
+        "limits": limits or {},
+        "reporting": reporting or {},
         "queues": queues,
         "agents": agents,
         "supervisors": supervisors or [{"id": "sue", "name": "Sue Visor"}],

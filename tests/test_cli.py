@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,25 +57,68 @@ def test_serve_refuses_a_bad_config_and_names_the_key(tmp_path):
     assert "queues[0].channel" in out.stderr
 
 
-def test_serve_with_no_arguments_runs_the_demo():
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """`switchboard serve --port 0 ARGS`: its URL, and the lines it printed until it said so."""
     with subprocess.Popen(
-        [str(EXE), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(EXE), "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
         try:
             assert proc.stdout is not None
             deadline = time.monotonic() + 30
             url = None
+            lines: list[str] = []
             while time.monotonic() < deadline and url is None:
                 line = proc.stdout.readline()
+                lines.append(line)
                 if m := re.search(r"listening on (http://\S+)", line):
                     url = m.group(1)
-            assert url, "the server did not say where it listens"
-            assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-            queues = httpx.get(f"{url}/v1/queues").json()
-            assert {q["channel"] for q in queues} == {"voice", "video", "chat", "email"}
+            assert url, f"the server did not say where it listens: {lines}"
+            while len(lines) < 40 and "token:" not in lines[-1]:  # the rest of the banner
+                lines.append(proc.stdout.readline())
+            yield url, lines
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_serve_with_no_arguments_runs_the_demo_center_in_memory_and_says_so():
+    key = {"Authorization": f"Bearer {load(None).server.api_keys[0]}"}
+    with serving() as (url, lines):
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        queues = httpx.get(f"{url}/v1/queues", headers=key).json()
+        assert {q["channel"] for q in queues} == {"voice", "video", "chat", "email"}
+        people = httpx.get(f"{url}/v1/demo/people")  # no sign-in list without --demo: the page asks for a token
+        assert people.status_code == 404 and people.json()["code"] == "not_found"
+    banner = "".join(lines)
+    assert "every engagement is lost when this process stops" in banner and "--redis" in banner
+    assert "built-in demo token secret and API key in use" in banner  # one warning line, on loopback
+
+
+def test_serve_demo_hands_out_the_demo_sign_in_list():
+    with serving("--demo") as (url, _):
+        people = httpx.get(f"{url}/v1/demo/people").json()
+    assert people["enabled"] is True
+    alice = next(p for p in people["agents"] if p["id"] == "alice")
+    assert verify(load(None).server.secret or "", alice["token"]).sub == "alice"
+
+
+def test_serve_beyond_loopback_with_the_demo_credentials_refuses_to_start_and_says_what_to_set():
+    out = run("serve", "--host", "0.0.0.0", "--port", "0", env=without_overrides())
+    assert out.returncode == 2
+    assert "token secret: set SWITCHBOARD_SECRET" in out.stderr and "API key: set SWITCHBOARD_API_KEY" in out.stderr
+    assert "listening" not in out.stdout
+
+
+def test_demo_sign_in_beyond_loopback_is_refused_even_with_real_credentials():
+    env = {**without_overrides(), "SWITCHBOARD_SECRET": "s" * 40, "SWITCHBOARD_API_KEY": "a-real-key"}
+    for args in (("serve", "--demo"), ("demo",)):
+        out = run(*args, "--host", "0.0.0.0", "--port", "0", env=env)
+        assert out.returncode == 2 and "demo sign-in" in out.stderr, args
+
+
+def without_overrides() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
 
 
 def test_json_logs_follow_an_engagement_with_its_ids():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocol.model import Acceptance, Channel
-from server.config import ConfigError, Directory, decode, load, with_environment
+from server.config import ConfigError, Directory, decode, exposure, load, with_environment
 
 GOOD = """
 [server]
@@ -71,3 +71,42 @@ def test_environment_overrides_secret_and_key():
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+def test_the_demo_credentials_keep_a_server_on_this_machine():
+    demo = load(None)
+    problems, warning = exposure(demo, "127.0.0.1", demo=False)
+    assert problems == [] and warning is not None and "token secret and API key" in warning
+    for host in ("0.0.0.0", "::", "10.1.2.3", "switchboard.example.com"):
+        problems, _ = exposure(demo, host, demo=False)
+        assert [p.rpartition(": ")[2] for p in problems] == [
+            "set SWITCHBOARD_SECRET, or server.secret in --config",
+            "set SWITCHBOARD_API_KEY, or server.api_keys in --config",
+        ], host
+    for host in ("localhost", "::1", "127.0.0.2"):
+        assert exposure(demo, host, demo=True)[0] == [], host
+
+
+def test_own_credentials_may_listen_anywhere_but_the_demo_sign_in_list_may_not():
+    own = with_environment(load(None), {"SWITCHBOARD_SECRET": "x" * 40, "SWITCHBOARD_API_KEY": "k2"})
+    assert exposure(own, "0.0.0.0", demo=False) == ([], None)
+    assert exposure(own, "127.0.0.1", demo=False) == ([], None)
+    problems, _ = exposure(own, "0.0.0.0", demo=True)
+    assert len(problems) == 1 and "demo sign-in" in problems[0]
+    half = with_environment(load(None), {"SWITCHBOARD_SECRET": "x" * 40})
+    assert ["API key" in p for p in exposure(half, "0.0.0.0", demo=False)[0]] == [True]
+
+
+def test_the_old_demo_sign_in_setting_is_refused_with_what_replaced_it():
+    with pytest.raises(ConfigError, match=r"server\.demo_signin: .*switchboard demo"):
+        decode(GOOD.replace('api_keys = ["k"]', 'api_keys = ["k"]\ndemo_signin = true'))
+
+
+@pytest.mark.parametrize(
+    ("line", "names"),
+    [("[limits]\ntranscript_fragments = 0", "limits.transcript_fragments"), ("[server]\nretention_s = 5", "")],
+)
+def test_limits_and_retention_are_checked(line: str, names: str):
+    text = GOOD + "\n" + line if line.startswith("[limits]") else GOOD.replace("[server]", line)
+    with pytest.raises(ConfigError, match=names or "server.retention_s"):
+        decode(text)

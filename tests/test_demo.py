@@ -42,7 +42,8 @@ async def test_a_newcomer_at_the_desktop_gets_rings_with_context_and_live_transc
             await alice.accept(ring.offer)
             said = await alice.next_event("transcript", where=lambda t: len(t.fragments) == 1, timeout=15)
             assert said.fragments[0].text
-            async with httpx.AsyncClient(base_url=live.http) as api:
+            key = {"Authorization": f"Bearer {config.server.api_keys[0]}"}
+            async with httpx.AsyncClient(base_url=live.http, headers=key) as api:
                 for _ in range(100):  # bounded: up to ~10 s for a colleague to be seen at work
                     agents = {a["id"]: a for a in (await api.get("/v1/agents")).json()}
                     if any(agents[c]["engagements"] for c in ("bob", "dan")):

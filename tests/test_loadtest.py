@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from loadtest.__main__ import main
 
+OPERATOR = {"SWITCHBOARD_SECRET": "the-operators-own-secret-0123456789abcdef", "SWITCHBOARD_API_KEY": "ops-key"}
+"""What an operator's shell may export: the load tests' nodes and tokens must not pick it up."""
 
-def test_routing_smoke_run_reports_consistent_figures(tmp_path: Path):
+
+def test_routing_smoke_run_reports_consistent_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name, value in OPERATOR.items():
+        monkeypatch.setenv(name, value)
     report_path, records_path = tmp_path / "routing.json", tmp_path / "records.jsonl"
     args = ["routing", "--agents", "4", "--rate", "8", "--aht", "0.2", "--duration", "2", "--workers", "1"]
     assert main([*args, "--manual", "--json", str(report_path), "--records", str(records_path)]) == 0
@@ -67,7 +74,9 @@ def test_connections_smoke_run_counts_every_socket(tmp_path: Path):
     assert report["load_generator_cpu_s"] > 0
 
 
-def test_storm_smoke_run_resumes_everyone_without_losing_an_event(tmp_path: Path):
+def test_storm_smoke_run_resumes_everyone_without_losing_an_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name, value in OPERATOR.items():
+        monkeypatch.setenv(name, value)
     out = tmp_path / "storm.json"
     assert main(["storm", "--clients", "24", "--nodes", "2", "--missed", "3", "--json", str(out)]) == 0
     report = json.loads(out.read_text())

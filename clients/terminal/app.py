@@ -161,7 +161,10 @@ class DeskApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.http = httpx.AsyncClient(base_url=self.http_url, timeout=5)
+        # reads (colleagues and queues for a transfer, the agent's own record) need a credential: the agent's token
+        self.http = httpx.AsyncClient(
+            base_url=self.http_url, timeout=5, headers={"Authorization": f"Bearer {self.token}"}
+        )
         self._render_lists()
         self._render_status()
         self.set_interval(0.5, self._tick)

@@ -13,6 +13,7 @@ since it was armed, so a late or duplicate timer is harmless.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from msgspec import Struct, field
 from msgspec.structs import replace
@@ -36,7 +37,18 @@ from protocol.model import (
     Scalar,
 )
 from server.core.errors import Refused
-from server.core.records import AgentRec, EngagementRec, Hold, NextStatus, Offer, OfferRef, StatusStep, WaitEntry
+from server.core.records import (
+    AgentRec,
+    EngagementRec,
+    Hold,
+    NextStatus,
+    Offer,
+    OfferRef,
+    Partial,
+    Receipt,
+    StatusStep,
+    WaitEntry,
+)
 from server.core.routing import candidates, choose, has_room
 from server.core.tx import Tx
 from server.core.views import engagement_view, ring_frame
@@ -47,7 +59,6 @@ SYSTEM = "system"
 CONSUMER = "consumer"
 CONSUMER_ENDED = "consumer_ended"
 """The history event of a consumer who ended an email conversation that an agent holds."""
-MAX_NOTES = 64 * 1024
 STATUS_HISTORY = 50
 """How many status changes an agent's record keeps (the latest ones)."""
 
@@ -340,6 +351,38 @@ def _assign(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing | None, 
 # --- engagement commands --------------------------------------------------------------------------
 
 
+IDEMPOTENCY_S = 24 * 3600.0
+"""How long an `Idempotency-Key` holds: a flow retrying within a day gets the engagement it made."""
+
+
+class Created(NamedTuple):
+    engagement: EngagementRec
+    new: bool
+    """False when an earlier create under the same idempotency key made it."""
+
+
+def create_once(tx: Tx, spec: NewEngagement, key: str, digest: str) -> Created:
+    """`create`, unless a create under the idempotency `key` was made in the last day: then that
+    engagement, as it is now, if the request is the same (`digest`), and a refusal if it is not."""
+    receipt = tx.receipt(key)
+    if receipt is not None:
+        if receipt.digest != digest:
+            raise Refused(
+                ErrorCode.IDEMPOTENCY_MISMATCH,
+                f"Idempotency-Key {key!r} was used for another request (engagement {receipt.engagement})",
+            )
+        eng = tx.engagement(receipt.engagement)
+        if eng is None:
+            raise Refused(
+                ErrorCode.INVALID_STATE,
+                f"Idempotency-Key {key!r} made engagement {receipt.engagement}, which is no longer kept",
+            )
+        return Created(eng, False)
+    eng = create(tx, spec)
+    tx.put_receipt(Receipt(key=key, digest=digest, engagement=eng.id, expires_at=tx.now + IDEMPOTENCY_S))
+    return Created(eng, True)
+
+
 def create(tx: Tx, spec: NewEngagement, actor: str = "api") -> EngagementRec:
     """A flow hands over a consumer: record the engagement, queue it, and route at once."""
     queue = tx.dir.queues.get(spec.queue)
@@ -350,6 +393,7 @@ def create(tx: Tx, spec: NewEngagement, actor: str = "api") -> EngagementRec:
     eid = tx.ids("e")
     messages: tuple[Message, ...] = ()
     if spec.body is not None:
+        _check_text(tx, spec.body)
         sender = spec.consumer.email or spec.consumer.name or CONSUMER
         messages = (
             Message(id=f"{eid}-m1", direction="in", sender=sender, text=spec.body, subject=spec.subject, ts=tx.now),
@@ -367,6 +411,7 @@ def create(tx: Tx, spec: NewEngagement, actor: str = "api") -> EngagementRec:
         profile=_profile(tx, spec.consumer, spec.variables),
         created_at=tx.now,
         messages=messages,
+        thread_bytes=sum(len(m.text.encode()) for m in messages),
     )
     eng = _history(tx, eng, "created", actor, state=S.QUEUED, queue=queue.id)
     tx.put_engagement(_enqueue(tx, eng, tx.now, arrived=True), new=True)
@@ -615,8 +660,9 @@ def release(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
 def note(tx: Tx, agent_id: str, engagement_id: str, text: str) -> EngagementRec:
     """Replace the engagement's notes (clients save as the agent types)."""
     eng = _owned(tx, agent_id, engagement_id, (S.ACTIVE, S.WRAP_UP, S.ASSIGNED, S.OPEN))
-    if len(text.encode()) > MAX_NOTES:
-        raise Refused(ErrorCode.TOO_LARGE, f"Notes are limited to {MAX_NOTES} bytes")
+    limit = tx.dir.limits.notes_bytes
+    if len(text.encode()) > limit:
+        raise Refused(ErrorCode.TOO_LARGE, f"Notes are limited to {limit} bytes")
     eng = replace(eng, notes=text)
     tx.put_engagement(eng)
     return eng
@@ -667,7 +713,6 @@ def _close(tx: Tx, eng: EngagementRec, actor: str, reason: str | None) -> Engage
 
 # --- conversation: chat and email threads, live transcript ------------------------------------------
 
-MAX_TEXT = 64 * 1024
 TEXT_CHANNELS = (Channel.CHAT, Channel.EMAIL)
 
 
@@ -679,11 +724,31 @@ def _touch(tx: Tx, eng: EngagementRec) -> EngagementRec:
     return replace(eng, touched_at=tx.now)
 
 
-def _message(tx: Tx, eng: EngagementRec, direction: str, sender: str, text: str, subject: str | None) -> Message:
+def _check_text(tx: Tx, text: str) -> int:
+    """The size of one chat line or email, refused when it is empty or too large."""
     if not text.strip():
         raise Refused(ErrorCode.INVALID_FIELD, "A message needs some `text`")
-    if len(text.encode()) > MAX_TEXT:
-        raise Refused(ErrorCode.TOO_LARGE, f"Messages are limited to {MAX_TEXT} bytes")
+    size, limit = len(text.encode()), tx.dir.limits.message_bytes
+    if size > limit:
+        raise Refused(ErrorCode.TOO_LARGE, f"A message holds at most {limit} bytes; this one has {size}")
+    return size
+
+
+def _add_message(eng: EngagementRec, message: Message, size: int) -> EngagementRec:
+    return replace(eng, messages=(*eng.messages, message), thread_bytes=eng.thread_bytes + size)
+
+
+def _message(
+    tx: Tx, eng: EngagementRec, direction: str, sender: str, text: str, subject: str | None
+) -> tuple[Message, int]:
+    """A new line of the engagement's thread and its size, within the thread's limits."""
+    size, limits = _check_text(tx, text), tx.dir.limits
+    if len(eng.messages) >= limits.thread_messages:
+        raise Refused(ErrorCode.LIMIT_REACHED, f"The thread already holds {limits.thread_messages} messages")
+    if eng.thread_bytes + size > limits.thread_bytes:
+        raise Refused(
+            ErrorCode.LIMIT_REACHED, f"The thread holds {eng.thread_bytes} bytes; it may hold {limits.thread_bytes}"
+        )
     return Message(
         id=f"{eng.id}-m{len(eng.messages) + 1}",
         direction=direction,
@@ -691,7 +756,7 @@ def _message(tx: Tx, eng: EngagementRec, direction: str, sender: str, text: str,
         text=text,
         subject=subject,
         ts=tx.now,
-    )
+    ), size
 
 
 def _deliver_message(tx: Tx, eng: EngagementRec, message: Message) -> None:
@@ -718,8 +783,8 @@ def consumer_message(tx: Tx, engagement_id: str, text: str, subject: str | None,
     if eng.state.is_final or eng.state is S.WRAP_UP:
         raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}; start a new one")
     who = sender or eng.consumer.name or eng.consumer.email or CONSUMER
-    message = _message(tx, eng, "in", who, text, subject)
-    eng = _touch(tx, replace(eng, messages=(*eng.messages, message)))
+    message, size = _message(tx, eng, "in", who, text, subject)
+    eng = _touch(tx, _add_message(eng, message, size))
     tx.put_engagement(eng)
     _deliver_message(tx, eng, message)
     return message
@@ -733,8 +798,8 @@ def send(tx: Tx, agent_id: str, engagement_id: str, text: str, subject: str | No
         raise Refused(ErrorCode.NOT_ENABLED, f"A {eng.channel} engagement has no text thread")
     if eng.channel is Channel.EMAIL and subject is None and eng.subject:
         subject = eng.subject if eng.subject.lower().startswith("re:") else f"Re: {eng.subject}"
-    message = _message(tx, eng, "out", tx.dir.agents[agent_id].title, text, subject)
-    eng = replace(eng, messages=(*eng.messages, message))
+    message, size = _message(tx, eng, "out", tx.dir.agents[agent_id].title, text, subject)
+    eng = _add_message(eng, message, size)
     if eng.state is S.ASSIGNED:
         eng = _history(tx, replace(eng, state=S.OPEN), "opened", agent_actor(agent_id), state=S.OPEN, agent=agent_id)
         _set_hold(tx, agent_id, eng)
@@ -759,22 +824,31 @@ def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> lis
     if eng.state.is_final:
         raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}")
     partials = dict(eng.partials)
-    count = eng.transcript_count
+    count, size = eng.transcript_count, eng.transcript_bytes
+    limits = tx.dir.limits
     out: list[Fragment] = []
     for f in incoming:
-        if not f.speaker or len(f.text.encode()) > MAX_TEXT:
-            raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker` and at most 64 KiB of `text`")
+        if not f.speaker:
+            raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker`")
+        length = len(f.text.encode())
+        if length > limits.fragment_bytes:
+            raise Refused(ErrorCode.TOO_LARGE, f"A fragment holds at most {limits.fragment_bytes} bytes of `text`")
         fid = f.id
         if fid is None:
-            fid = next((i for i, speaker in reversed(partials.items()) if speaker == f.speaker), None)
+            fid = next((i for i, p in reversed(partials.items()) if p.speaker == f.speaker), None)
         if fid is None or (fid not in partials and f.id is not None):
             count += 1
             fid = fid or f"{eng.id}-f{count}"
-        partials.pop(fid, None)
+        replaced = partials.pop(fid, None)
+        size += length - (replaced.size if replaced else 0)
         if not f.final:
-            partials[fid] = f.speaker
+            partials[fid] = Partial(f.speaker, length)
         out.append(Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now))
-    eng = replace(eng, partials=partials, transcript_count=count)
+    if count > limits.transcript_fragments:
+        raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_fragments} fragments")
+    if size > limits.transcript_bytes:
+        raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_bytes} bytes")
+    eng = replace(eng, partials=partials, transcript_count=count, transcript_bytes=size)
     tx.put_engagement(eng)
     tx.put_fragments(eng.id, out)
     event = TranscriptEvent(engagement=eng.id, fragments=out)

@@ -116,6 +116,24 @@ class Offer(Struct, frozen=True, array_like=True, gc=False):
     expires_at: float
 
 
+class Partial(Struct, frozen=True, array_like=True, gc=False):
+    """A transcript fragment still being revised: whose, and how many bytes of text it holds now (so a
+    final that replaces it keeps the transcript's byte count exact)."""
+
+    speaker: str
+    size: int
+
+
+class Receipt(Struct, frozen=True, kw_only=True, gc=False):
+    """A create made under an `Idempotency-Key`: the same key, until `expires_at`, gets the same
+    engagement back; `digest` fingerprints the request, so another body under the key is refused."""
+
+    key: str
+    digest: str
+    engagement: str
+    expires_at: float
+
+
 class EngagementRec(Struct, frozen=True, kw_only=True, gc=False):
     id: str
     queue: str
@@ -137,8 +155,10 @@ class EngagementRec(Struct, frozen=True, kw_only=True, gc=False):
     notes: str = ""
     dispositions: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
+    thread_bytes: int = 0
     transcript_count: int = 0
-    partials: dict[str, str] = field(default_factory=dict)
+    transcript_bytes: int = 0
+    partials: dict[str, Partial] = field(default_factory=dict)
     touched_at: float | None = None
     wrap_up_until: float | None = None
     ended_at: float | None = None

@@ -18,9 +18,9 @@ from typing import Protocol
 from msgspec import Struct, field
 
 from protocol.frames import AgentState, EngagementEvent, Event, StatusEvent
-from protocol.model import Activity, AgentStatus, Channel, Fragment, HistoryEntry
+from protocol.model import Activity, AgentStatus, Channel, Engagement, Fragment, HistoryEntry
 from server.config import Directory
-from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
 from server.core.views import conversation, engagement_view
 from server.topics import SUPERVISORS, consumer_topic, watch_topic
 
@@ -45,12 +45,21 @@ class Snapshot(Protocol):
         """The engagement's transcript fragments, in order (consistent with its record's version)."""
         ...
 
+    def receipt(self, key: str) -> Receipt | None:
+        """The create made under this idempotency key, if one is still kept."""
+        ...
+
 
 class Changes(Struct, kw_only=True):
     """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it.
 
     `events` go to agents, with their `seq`, into their logs; `notices` go to other topics (consumers,
     supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id.
+
+    `retire` names the engagements that ended (closed, resolved, abandoned) with the time they are
+    to be forgotten (`server.retention_s` on); `reports` are their final snapshots, for reporting, and
+    `now` is the transaction's time (a store that keeps time-to-live counts from it). `receipts` are
+    idempotency receipts to keep until their `expires_at`.
 
     `weighed` names agents read only to weigh a routing choice that was made, and neither written nor
     relied on otherwise: another node changing one of them meanwhile leaves the decision sound (the
@@ -69,6 +78,10 @@ class Changes(Struct, kw_only=True):
     arm: dict[str, float] = field(default_factory=dict)
     disarm: set[str] = field(default_factory=set)
     weighed: set[str] = field(default_factory=set)
+    retire: dict[str, float] = field(default_factory=dict)
+    reports: list[Engagement] = field(default_factory=list)
+    receipts: dict[str, Receipt] = field(default_factory=dict)
+    now: float = 0.0
 
 
 def activity(agent: AgentRec) -> Activity:
@@ -146,6 +159,7 @@ class Tx:
         self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
         self._engagement_before: dict[str, EngagementRec | None] = {}
         self._queue_before: dict[str, QueueRec] = {}
+        self._receipts: dict[str, Receipt] = {}
         self._weighed: set[str] = set()
         self._relied: set[str] = set()
 
@@ -214,6 +228,14 @@ class Tx:
             merged[fragment.id] = fragment
         return list(merged.values())
 
+    def receipt(self, key: str) -> Receipt | None:
+        """The idempotency receipt under `key`, None once it expired (a store may keep it a little longer)."""
+        rec = self._receipts.get(key) or self.snapshot.receipt(key)
+        return rec if rec is not None and rec.expires_at > self.now else None
+
+    def put_receipt(self, receipt: Receipt) -> None:
+        self._receipts[receipt.key] = receipt
+
     def put_fragments(self, engagement_id: str, fragments: list[Fragment]) -> None:
         self._fragments.setdefault(engagement_id, []).extend(fragments)
 
@@ -246,13 +268,19 @@ class Tx:
         events = list(self._events)
         notices = list(self._notices)
         for agent_id, (status, reason, nxt) in self._status_before.items():
-            after = self._agents[agent_id]
-            if (after.status, after.reason, after.next) != (status, reason, nxt):
-                events.append((agent_id, status_event(after)))
+            agent = self._agents[agent_id]
+            if (agent.status, agent.reason, agent.next) != (status, reason, nxt):
+                events.append((agent_id, status_event(agent)))
         for agent in self._agents.values():
             notices.append((SUPERVISORS, agent_state(self.dir, agent)))
+        retire: dict[str, float] = {}
+        reports: list[Engagement] = []
         for engagement_id, before in self._engagement_before.items():
-            notices += engagement_notices(self.dir, before, self._engagements[engagement_id])
+            after = self._engagements[engagement_id]
+            notices += engagement_notices(self.dir, before, after)
+            if after.state.is_final and (before is None or not before.state.is_final):
+                retire[engagement_id] = self.now + self.dir.server.retention_s
+                reports.append(engagement_view(self.dir, after))
         # An engagement placed as soon as it is queued leaves its queue as it was: not writing it spares
         # every other transaction on that queue a conflict.
         queues = {q: r for q, r in self._queues.items() if r != self._queue_before[q]}
@@ -266,4 +294,8 @@ class Tx:
             arm=self._arm,
             disarm=self._disarm,
             weighed=self._weighed - self._relied - self._agents.keys() if self._weighed else self._weighed,
+            retire=retire,
+            reports=reports,
+            receipts=self._receipts,
+            now=self.now,
         )

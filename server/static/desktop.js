@@ -96,7 +96,6 @@ function startDesk(token) {
   $('sign-out').hidden = false;
   $('conn-state').hidden = false;
   $('sound-toggle').hidden = false;
-  loadQueues();
   const conn = new Connection({
     path: '/v1/agent',
     token,
@@ -156,7 +155,10 @@ async function signOut() {
 
 async function loadQueues() {
   try {
-    const [queues, agents] = await Promise.all([api('/v1/queues'), api('/v1/agents')]);
+    const [queues, agents] = await Promise.all([
+      api('/v1/queues', { token: app.token }),
+      api('/v1/agents', { token: app.token }),
+    ]);
     app.queues = new Map(queues.map((q) => [q.id, q]));
     app.agentNames = new Map(agents.map((a) => [a.id, a.name]));
     for (const view of app.views.values()) view.render();
@@ -173,6 +175,7 @@ function onWelcome(welcome, { first }) {
   $('agent-name').textContent = app.me.name;
   $('status-area').hidden = false;
   loadSeen();
+  if (first) loadQueues(); // reads need the token the server just accepted
   if (!welcome.resumed) rebuild(welcome, { first });
   refreshNextStatus();
   for (const view of app.views.values()) view.resaveNotes();
@@ -205,7 +208,7 @@ async function refreshNextStatus() {
   const conn = app.conn;
   const before = app.statusEvents;
   try {
-    const info = await api(`/v1/agents/${encodeURIComponent(app.me.id)}`);
+    const info = await api(`/v1/agents/${encodeURIComponent(app.me.id)}`, { token: app.token });
     if (conn !== app.conn || app.statusEvents !== before) return; // a status event since is newer
     app.status = { ...app.status, next_status: info.next_status, next_reason: info.next_reason };
     renderStatus();
@@ -1143,7 +1146,10 @@ async function openTransfer(view) {
   $('transfer-submit').disabled = true;
   dialog.showModal();
   try {
-    const [queues, agents] = await Promise.all([api('/v1/queues'), api('/v1/agents')]);
+    const [queues, agents] = await Promise.all([
+      api('/v1/queues', { token: app.token }),
+      api('/v1/agents', { token: app.token }),
+    ]);
     app.queues = new Map(queues.map((q) => [q.id, q]));
     const channel = view.eng.channel;
     const fit = queues.filter((q) => q.channel === channel);

@@ -79,7 +79,6 @@ function start(token) {
   $('console').hidden = false;
   $('sign-out').hidden = false;
   $('conn-state').hidden = false;
-  loadQueues();
   const conn = new Connection({
     path: '/v1/supervisor',
     token,
@@ -123,7 +122,7 @@ function onFatal({ code, reason, message }) {
 
 async function loadQueues() {
   try {
-    const queues = await api('/v1/queues');
+    const queues = await api('/v1/queues', { token: app.token });
     app.queues = new Map(queues.map((q) => [q.id, q]));
     for (const q of queues) {
       renderQueue(q.id, { queue: q.id, ...q.stats }, { fresh: false });
@@ -137,6 +136,7 @@ async function loadQueues() {
 // --- the socket -----------------------------------------------------------------------------------
 
 function onWelcome(welcome) {
+  if (!app.queues.size) loadQueues(); // reads need the token the server just accepted
   $('supervisor-name').textContent = welcome.name || welcome.agent;
   document.title = `Switchboard — Supervisor ${welcome.name || welcome.agent}`;
   for (const [id, watch] of app.watches) {
@@ -184,6 +184,7 @@ function onEvent(frame) {
 
 function renderQueue(id, stats, { fresh }) {
   let entry = app.queueRows.get(id);
+  const created = !entry;
   if (!entry) {
     const cells = {
       name: h('th', { scope: 'row' }),
@@ -198,16 +199,19 @@ function renderQueue(id, stats, { fresh }) {
     const row = h('tr', { testid: 'queue-row', dataset: { queue: id } }, Object.values(cells));
     entry = { row, cells };
     app.queueRows.set(id, entry);
+  }
+  if (created || !fresh) {
+    // in the configuration's order, once the listing (which may come after the first live figures) says it
     const order = [...app.queues.keys()];
     const rows = [...app.queueRows.entries()].sort(([a], [b]) => rank(order, a) - rank(order, b)).map(([, e]) => e.row);
     clear($('queue-rows'), rows);
   }
-  if (!fresh && entry.live) return; // a socket figure is newer than the HTTP listing
-  if (fresh) entry.live = true;
   const q = app.queues.get(id);
   const { cells, row } = entry;
   cells.name.textContent = q ? q.name : id;
   cells.channel.textContent = q ? title(q.channel) : '';
+  if (!fresh && entry.live) return; // a socket figure is newer than the HTTP listing
+  if (fresh) entry.live = true;
   const before = row.dataset.figures;
   cells.waiting.textContent = String(stats.waiting);
   cells.longest.textContent = stats.waiting ? clock(stats.longest_wait_s) : '—';

@@ -12,7 +12,7 @@ from typing import Generic, Protocol, TypeVar
 from msgspec import Struct, field
 
 from protocol.frames import Event
-from protocol.model import Fragment
+from protocol.model import Engagement, Fragment
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Changes, Snapshot
 
@@ -25,13 +25,16 @@ Decide = Callable[[Snapshot], tuple[T, Changes]]
 class Committed(Struct, Generic[T]):
     """What a transaction did: its result, its agent events with the `seq` each was given, in order,
     and its notices for other topics (to publish as they are). `published`: the store already
-    published events and notices with the commit itself (a store that is also the broker's transport)."""
+    published events and notices with the commit itself (a store that is also the broker's transport).
+    `reports`: the engagements it ended, for the node's reporting file (a shared store may also have
+    kept them itself, in the same commit: Redis's reporting stream)."""
 
     result: T
     events: list[tuple[str, Event]] = field(default_factory=list)
     notices: list[tuple[str, Event]] = field(default_factory=list)
     timers_armed: bool = False
     published: bool = False
+    reports: list[Engagement] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -49,6 +52,9 @@ class Store(Protocol):
     - A timer armed by a committed transaction is returned by `claim_due` once, at or after its due
       time, unless disarmed or re-armed first (re-arming replaces the due time); it comes back only
       if its claimer never confirmed it (`done`) and its lease ran out.
+    - An engagement that ends (`Changes.retire`) is kept until its retirement time, then forgotten
+      with its transcript; an idempotency receipt until its `expires_at`. Either may linger a little
+      past that (the core ignores an expired receipt), never less.
     - Failures to reach the backing service raise `Refused(UNAVAILABLE)`, never a driver exception.
     """
 
@@ -93,6 +99,11 @@ class Store(Protocol):
 
     async def next_due(self) -> float | None:
         """The earliest due time of any armed timer, None when there are none."""
+        ...
+
+    async def sweep(self, now: float) -> int:
+        """Forget the engagements and receipts whose time is up at `now`, where the backing service does
+        not expire them by itself; returns how many were forgotten."""
         ...
 
     async def heartbeat(self, node_id: str, now: float) -> bool:

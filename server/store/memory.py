@@ -16,7 +16,7 @@ from msgspec.structs import replace
 
 from protocol.frames import Event, Server
 from protocol.model import Fragment
-from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
 from server.store.base import Committed, Decide, T
 
 
@@ -40,12 +40,20 @@ class MemoryStore:
         self._nodes: dict[str, float] = {}
         self._buried: set[str] = set()
         self._transcripts: dict[str, dict[str, Fragment]] = {}
+        self._receipts: dict[str, Receipt] = {}
+        self._retiring: list[tuple[float, str]] = []  # (when, engagement id), a heap
+        self._lapsing: list[tuple[float, str]] = []  # (when, receipt key), a heap
 
     async def transact(self, decide: Decide[T]) -> Committed[T]:
         result, changes = decide(_Snapshot(self))
         self._agents.update(changes.agents)
         self._engagements.update(changes.engagements)
         self._queues.update(changes.queues)
+        for key, receipt in changes.receipts.items():
+            self._receipts[key] = receipt
+            heapq.heappush(self._lapsing, (receipt.expires_at, key))
+        for engagement_id, until in changes.retire.items():
+            heapq.heappush(self._retiring, (until, engagement_id))
         for engagement_id, fragments in changes.fragments.items():
             transcript = self._transcripts.setdefault(engagement_id, {})
             for fragment in fragments:
@@ -65,7 +73,7 @@ class MemoryStore:
         for key, due in changes.arm.items():
             self._timers[key] = due
             heapq.heappush(self._heap, (due, key))
-        return Committed(result, events, changes.notices, bool(changes.arm))
+        return Committed(result, events, changes.notices, bool(changes.arm), reports=changes.reports)
 
     async def agent(self, agent_id: str) -> AgentRec | None:
         return self._agents.get(agent_id)
@@ -114,6 +122,23 @@ class MemoryStore:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
+    async def sweep(self, now: float) -> int:
+        gone = 0
+        while self._retiring and self._retiring[0][0] <= now:
+            _, engagement_id = heapq.heappop(self._retiring)
+            eng = self._engagements.get(engagement_id)
+            if eng is not None and eng.state.is_final:
+                del self._engagements[engagement_id]
+                self._transcripts.pop(engagement_id, None)
+                gone += 1
+        while self._lapsing and self._lapsing[0][0] <= now:
+            _, key = heapq.heappop(self._lapsing)
+            receipt = self._receipts.get(key)
+            if receipt is not None and receipt.expires_at <= now:
+                del self._receipts[key]
+                gone += 1
+        return gone
+
     async def heartbeat(self, node_id: str, now: float) -> bool:
         self._nodes[node_id] = now
         return node_id not in self._buried
@@ -155,6 +180,9 @@ class _Snapshot:
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
         return list(self._store._transcripts.get(engagement_id, {}).values())
+
+    def receipt(self, key: str) -> Receipt | None:
+        return self._store._receipts.get(key)
 
 
 if TYPE_CHECKING:

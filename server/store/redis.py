@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import random
 import time
 import uuid
@@ -31,7 +32,7 @@ from protocol.codes import ErrorCode
 from protocol.frames import Event, Server
 from protocol.model import Fragment
 from server.core.errors import Refused
-from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
 from server.core.tx import Changes
 from server.store.base import Committed, Decide, T
 from server.topics import agent_topic
@@ -39,10 +40,12 @@ from server.topics import agent_topic
 MAX_ATTEMPTS = 64
 BURIED_TTL_S = 7 * 24 * 3600  # a node written off and never seen again is forgotten after a week
 _encode = msgspec.msgpack.Encoder().encode
+_json = msgspec.json.Encoder().encode
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "a": msgspec.msgpack.Decoder(AgentRec),
     "e": msgspec.msgpack.Decoder(EngagementRec),
     "q": msgspec.msgpack.Decoder(QueueRec),
+    "i": msgspec.msgpack.Decoder(Receipt),
 }
 _events = msgspec.msgpack.Decoder(Server)
 _fragment = msgspec.msgpack.Decoder(Fragment)
@@ -88,6 +91,7 @@ class Keys:
         self.inflight = f"{self.base}:timers:inflight"
         self.epoch = f"{self.base}:epoch"
         self.nodes = f"{self.base}:nodes"
+        self.reports = f"{self.base}:reports"
 
     def agent(self, agent_id: str) -> str:
         return f"{self.base}:a:{agent_id}"
@@ -97,6 +101,9 @@ class Keys:
 
     def queue(self, queue_id: str) -> str:
         return f"{self.base}:q:{queue_id}"
+
+    def receipt(self, key: str) -> str:
+        return f"{self.base}:i:{key}"
 
     def transcript(self, engagement_id: str) -> str:
         return f"{self.base}:x:{engagement_id}"
@@ -133,8 +140,10 @@ class RedisStore:
         publish: bool = False,
         known_size: int = 20_000,
         known_for_s: float = 0.5,
+        retention_s: float = 3 * 86400.0,
     ) -> None:
         self.redis = client
+        self.retention_s = retention_s
         self.publish = publish
         self.keys = Keys(prefix)
         self.log_size = log_size
@@ -230,6 +239,8 @@ class RedisStore:
                 writes[self.keys.engagement(engagement_id)] = _encode(eng)
             for queue_id, queue in changes.queues.items():
                 writes[self.keys.queue(queue_id)] = _encode(queue)
+            for key, receipt in changes.receipts.items():
+                writes[self.keys.receipt(key)] = _encode(receipt)
             if not (writes or changes.events or changes.arm or changes.disarm or changes.fragments):
                 if remembered & snapshot.read:  # no commit will check them: decide again on fresh reads
                     self._forget(cache, remembered)
@@ -244,9 +255,14 @@ class RedisStore:
             if seqs is not None:
                 self._remember(cache, relied, changes)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
-                if self.publish:  # the commit published them too: one round trip, and never one without the other
-                    return Committed(result, events, changes.notices, bool(changes.arm), published=True)
-                return Committed(result, events, changes.notices, bool(changes.arm))
+                return Committed(
+                    result,
+                    events,
+                    changes.notices,
+                    bool(changes.arm),
+                    published=self.publish,  # the commit published them too: one round trip, never one alone
+                    reports=changes.reports,
+                )
             # Decide again on fresh records, the weighed ones too: a choice made on stale ones (say, the
             # agent another node has just taken) would likely fail again.
             stale = list(snapshot.read | set(writes))
@@ -362,6 +378,20 @@ class RedisStore:
             ],
             [[self.keys.channel(topic), blob(_encode(e))] for topic, e in changes.notices] if self.publish else [],
         ]
+        expire: list[list[int]] = []
+        for engagement_id, until in changes.retire.items():
+            ttl = max(1, math.ceil(until - changes.now))
+            for key in (
+                self.keys.engagement(engagement_id),
+                self.keys.transcript(engagement_id),
+                self.keys.transcript_index(engagement_id),
+            ):
+                expire.append([at(key), ttl])
+        for key, receipt in changes.receipts.items():
+            expire.append([at(self.keys.receipt(key)), max(1, math.ceil(receipt.expires_at - changes.now))])
+        plan.append(expire)
+        reports = [blob(_json(view)) for view in changes.reports]
+        plan.append([at(self.keys.reports), int(self.retention_s * 1000), reports] if reports else [])
         ok, detail = await self._commit(keys=keys, args=[_encode(plan), *blobs])
         return [int(s) for s in detail] if ok == 1 else None
 
@@ -449,6 +479,9 @@ class RedisStore:
         first = await self.redis.zrange(self.keys.timers, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
+    async def sweep(self, now: float) -> int:
+        return 0  # Redis expires them: the commit that ends an engagement or keeps a receipt sets its TTL
+
     # --- nodes -----------------------------------------------------------------------------------
 
     @_available
@@ -521,6 +554,9 @@ class _Snapshot:
         if key not in self._cache:
             raise Missing([key])
         return list(self._cache[key][1])  # not in `read`: the engagement record's version guards it
+
+    def receipt(self, key: str) -> Receipt | None:
+        return self._take(self._store.keys.receipt(key))
 
 
 if TYPE_CHECKING:

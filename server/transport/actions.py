@@ -97,7 +97,9 @@ async def supervisor_action(
 
 
 async def search(node: Node, agent_id: str, engagement_id: str, query: str) -> SearchResult:
-    """Search the transcript of an engagement the agent handles (or handled and is wrapping up)."""
+    """Search the transcript of an engagement the agent handles (or handled and is wrapping up). The
+    query is cut to its limit before anything else: folding a megabyte of query is work for nothing."""
+    query = query[: node.dir.limits.search_query_chars]
     eng = await node.store.engagement(engagement_id)
     if eng is None:
         raise Refused(ErrorCode.NOT_FOUND, f"No engagement {engagement_id!r}")

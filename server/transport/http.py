@@ -5,7 +5,8 @@ Every error is JSON `{code, message}` with a fitting status; nothing else ever r
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import hashlib
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -63,6 +64,8 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.NO_CAPACITY: 409,
     ErrorCode.NOT_ENABLED: 409,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.LIMIT_REACHED: 413,
+    ErrorCode.IDEMPOTENCY_MISMATCH: 422,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.UNAVAILABLE: 503,
@@ -100,21 +103,33 @@ def require_key(request: Request) -> None:
         raise ApiError(ErrorCode.UNAUTHORIZED, "Send `Authorization: Bearer <api key>`")
 
 
-def require_reader(request: Request) -> None:
-    """Engagement data is for the ingest key or a signed-in agent or supervisor."""
+class Reader(NamedTuple):
+    """Who reads: the API key's holder (`role` None: a flow, a report job), a supervisor or an agent."""
+
+    role: Role | None
+    id: str | None = None
+
+    def sees_personal_data_of(self, agent_id: str) -> bool:
+        """Status reasons and histories: for the API key, supervisors and the agent themself."""
+        return self.role != "agent" or self.id == agent_id
+
+
+def require_reader(request: Request) -> Reader:
+    """Every read needs the API key or an agent's or supervisor's token; a consumer's token reads
+    nothing here (they see their conversation on their own socket)."""
     header = request.headers.get("authorization")
     node = _node(request)
     if check_api_key(header, node.dir.server.api_keys):
-        return
+        return Reader(None)
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() == "bearer" and token:
         try:
             claims = verify(node.dir.server.secret or "", token.strip(), node.clock())
         except AuthError as exc:
             raise ApiError(ErrorCode.UNAUTHORIZED, f"Bad credentials: {exc}") from None
-        if claims.role == "consumer":  # a consumer sees their conversation on their socket, nothing more
-            raise ApiError(ErrorCode.FORBIDDEN, "A consumer's token cannot read engagements")
-        return
+        if claims.role == "consumer":
+            raise ApiError(ErrorCode.FORBIDDEN, "A consumer's token reads nothing here")
+        return Reader(claims.role, claims.sub)
     raise ApiError(ErrorCode.UNAUTHORIZED, "Send `Authorization: Bearer <api key or token>`")
 
 
@@ -138,9 +153,25 @@ async def read_body(request: Request, kind: type[B]) -> B:
         raise ApiError(ErrorCode.INVALID_BODY, f"Body is not valid JSON: {exc}") from None
 
 
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _idempotency(request: Request, body: CreateEngagement) -> tuple[str, str] | None:
+    """The request's `Idempotency-Key` and a fingerprint of what it asks for (key order in the JSON
+    does not change it), or None without the header."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(ErrorCode.INVALID_FIELD, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    canonical = msgspec.json.encode(msgspec.to_builtins(body), order="sorted")
+    return key, hashlib.sha256(canonical).hexdigest()
+
+
 async def create_engagement(request: Request) -> Response:
     require_key(request)
     body = await read_body(request, CreateEngagement)
+    once = _idempotency(request, body)
     c = body.consumer
     spec = lifecycle.NewEngagement(
         queue=body.queue,
@@ -152,12 +183,16 @@ async def create_engagement(request: Request) -> Response:
         body=body.body,
     )
     node = _node(request)
-    eng = await node.run(lambda tx: lifecycle.create(tx, spec))
+    if once is None:
+        eng, new = await node.run(lambda tx: lifecycle.create(tx, spec)), True
+    else:
+        key, digest = once
+        eng, new = await node.run(lambda tx: lifecycle.create_once(tx, spec, key, digest))
     server = node.dir.server
     consumer_token = issue(server.secret or "", eng.id, "consumer", server.consumer_token_ttl_s, node.clock())
     view = engagement_view(node.dir, eng)
     created = CreatedEngagement(**{f: getattr(view, f) for f in view.__struct_fields__}, consumer_token=consumer_token)
-    return json_response(created, 201)
+    return json_response(created, 201 if new else 200)
 
 
 async def add_transcript(request: Request) -> Response:
@@ -231,12 +266,14 @@ def _queue_info(node: Node, queue_id: str, figures: Figures) -> QueueInfo:
 
 
 async def list_queues(request: Request) -> Response:
+    require_reader(request)
     node = _node(request)
     figures = await all_figures(node.dir, node.store, node.clock())
     return json_response([_queue_info(node, qid, f) for qid, f in figures.items()])
 
 
 async def get_queue(request: Request) -> Response:
+    require_reader(request)
     node = _node(request)
     qid = request.path_params["id"]
     if qid not in node.dir.queues:
@@ -244,19 +281,20 @@ async def get_queue(request: Request) -> Response:
     return json_response(_queue_info(node, qid, (await all_figures(node.dir, node.store, node.clock()))[qid]))
 
 
-def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
+def _agent_info(node: Node, agent_id: str, rec: AgentRec | None, reader: Reader) -> AgentInfo:
     cfg = node.dir.agents[agent_id]
     rec = rec or AgentRec(id=agent_id)
+    personal = reader.sees_personal_data_of(agent_id)
     return AgentInfo(
         id=agent_id,
         name=cfg.title,
         queues=[MembershipInfo(id=m.id, priority=m.priority) for m in cfg.memberships()],
         capacity={str(ch): n for ch, n in cfg.capacity.items()},
         status=rec.status,
-        reason=rec.reason,
+        reason=rec.reason if personal else None,
         activity=activity(rec),
         next_status=rec.next.status if rec.next else None,
-        next_reason=rec.next.reason if rec.next else None,
+        next_reason=rec.next.reason if rec.next and personal else None,
         connected=rec.connected,
         engagements=list(rec.holds),
         offers=list(rec.offers),
@@ -264,30 +302,33 @@ def _agent_info(node: Node, agent_id: str, rec: AgentRec | None) -> AgentInfo:
 
 
 async def list_agents(request: Request) -> Response:
+    reader = require_reader(request)
     node = _node(request)
     records = await node.store.agents(list(node.dir.agents))
-    return json_response([_agent_info(node, a, rec) for a, rec in zip(node.dir.agents, records, strict=True)])
+    return json_response([_agent_info(node, a, rec, reader) for a, rec in zip(node.dir.agents, records, strict=True)])
 
 
 async def get_agent(request: Request) -> Response:
+    reader = require_reader(request)
     node = _node(request)
     aid = request.path_params["id"]
     if aid not in node.dir.agents:
         raise ApiError(ErrorCode.NOT_FOUND, f"No agent {aid!r}")
     rec = await node.store.agent(aid) or AgentRec(id=aid)
-    history = [
-        StatusChange(at=h.at, actor=h.actor, status=h.status, reason=h.reason, deferred=h.deferred) for h in rec.history
-    ]
-    return json_response(AgentDetail(**msgspec.structs.asdict(_agent_info(node, aid, rec)), history=history))
+    history = None
+    if reader.sees_personal_data_of(aid):
+        history = [
+            StatusChange(at=h.at, actor=h.actor, status=h.status, reason=h.reason, deferred=h.deferred)
+            for h in rec.history
+        ]
+    return json_response(AgentDetail(**msgspec.structs.asdict(_agent_info(node, aid, rec, reader)), history=history))
 
 
 async def demo_people(request: Request) -> Response:
-    """The demo's sign-in picker: every agent and supervisor with a fresh token. Empty (`enabled:
-    false`) unless `server.demo_signin` is set (the built-in demo sets it); never set it in production."""
+    """The demo's sign-in picker: every agent and supervisor with a fresh token. Routed only under
+    `switchboard demo` and `serve --demo` (see `demo_routes`); anywhere else the path is a 404."""
     node = _node(request)
     server = node.dir.server
-    if not server.demo_signin:
-        return json_response(DemoPeople(enabled=False))
     now = node.clock()
 
     def person(id: str, name: str, role: Role) -> Person:
@@ -299,8 +340,11 @@ async def demo_people(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: this node's counters, its sockets, and every queue's waiting figures."""
+    """Prometheus text: this node's counters, its sockets, and every queue's waiting figures. Open to
+    anyone unless `server.metrics_need_key` (they hold counts, no names or conversations)."""
     node = _node(request)
+    if node.dir.server.metrics_need_key:
+        require_key(request)
     try:
         figures = await all_figures(node.dir, node.store, node.clock())
     except Refused:
@@ -366,9 +410,11 @@ routes = [
     Route("/v1/queues/{id}", get_queue, methods=["GET"]),
     Route("/v1/agents", list_agents, methods=["GET"]),
     Route("/v1/agents/{id}", get_agent, methods=["GET"]),
-    Route("/v1/demo/people", demo_people, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/openapi.json", openapi_document, methods=["GET"]),
 ]
+
+demo_routes = [Route("/v1/demo/people", demo_people, methods=["GET"])]
+"""Only for `switchboard demo` and `serve --demo`: a token for anyone who asks."""

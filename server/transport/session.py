@@ -157,6 +157,10 @@ class Session:
         self._closing = False
         self._failure: _Close | None = None
 
+    @property
+    def expires_at(self) -> float:
+        return self.claims.exp if self.claims is not None else float("inf")
+
     # --- what each kind of socket decides --------------------------------------------------------
 
     def _accepts(self, claims: Claims) -> bool:
@@ -342,6 +346,7 @@ class Session:
             raise _Close(CloseCode.FORBIDDEN, "a token for someone else cannot be used on this socket")
         self.claims = claims
         self.subject = claims.sub
+        self.node.expires(self, claims.exp)
         logs.bind(**{{"consumer": "engagement"}.get(self.role, self.role): claims.sub})
 
     async def _hello(self) -> Hello | None:
@@ -455,6 +460,7 @@ class Session:
         if claims.sub != self.subject or claims.role != self.role:
             return Error(re=hello.id, code=ErrorCode.FORBIDDEN, message="The new token is for someone else")
         self.claims = claims
+        self.node.expires(self, claims.exp)
         return await self._standing(hello)
 
     async def _standing(self, hello: Hello) -> Welcome:

@@ -150,7 +150,7 @@ async def test_a_call_from_ring_to_wrap_up(pages: Pages):
 async def test_demo_picker_sign_in_and_refused_tokens(pages: Pages):
     """With demo sign-in on, `/` lists the demo people; a forged token is refused by the server (4401)
     and the page says so on the sign-in screen rather than retrying; picking a name signs in."""
-    async with serving(create_app(desk_config(demo_signin=True))) as live:
+    async with serving(create_app(desk_config(), demo=True)) as live:
         page = await pages.open(f"{live.http}/")
         signin = page.get_by_test_id("signin")
         await expect(signin.get_by_test_id("picker-agent-ann")).to_be_visible()

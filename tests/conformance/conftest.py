@@ -79,7 +79,8 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def center(target: Target) -> Center:
-    with httpx.Client(base_url=target.http, timeout=10) as client:
+    headers = {"Authorization": f"Bearer {target.api_key}"}
+    with httpx.Client(base_url=target.http, headers=headers, timeout=10) as client:
         queues = client.get("/v1/queues").json()
         agents = client.get("/v1/agents").json()
     assert isinstance(queues, list) and isinstance(agents, list)

@@ -3,6 +3,8 @@ and errors as JSON with a `code`."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -180,45 +182,53 @@ async def test_transcript_and_messages_extensions_over_http(h: Harness) -> None:
     assert again.status_code == 200 and again.json()["state"] == "abandoned"
 
 
-async def test_queues_and_agents_are_public_json_arrays(h: Harness) -> None:
+async def test_queues_and_agents_are_json_arrays_for_any_credential_and_none_without(h: Harness) -> None:
+    supervisor = {"Authorization": f"Bearer {h.target.token(h.target.supervisor, 'supervisor')}"}
+    agent = {"Authorization": f"Bearer {h.target.token(h.center.order[0])}"}
     async with httpx.AsyncClient(base_url=h.target.http, timeout=10) as anonymous:
-        queues = (await anonymous.get("/v1/queues")).json()
-        agents = (await anonymous.get("/v1/agents")).json()
-        assert isinstance(queues, list) and isinstance(agents, list) and queues and agents
-        for q in queues:
-            assert set(q) >= QUEUE_FIELDS, q
-            assert q["channel"] in ("voice", "video", "chat", "email") and q["acceptance"] in ("manual", "auto")
-            assert q["strategy"] in ("longest_idle", "round_robin", "most_skilled", "ring_all")
-            assert all({"code", "label"} <= set(d) for d in q["dispositions"])
-            assert {"waiting", "longest_wait_s", "agents"} <= set(q["stats"])
-            assert isinstance(q["stats"]["agents"], dict)
-            assert all(isinstance(n, int) for n in q["stats"]["agents"].values())
-            one = await anonymous.get(f"/v1/queues/{q['id']}")
-            assert one.status_code == 200 and one.json()["id"] == q["id"]
-        assert_error(await anonymous.get("/v1/queues/no-such-queue"), 404, "not_found")
-        for a in agents:
-            assert set(a) >= AGENT_FIELDS, a
-            assert all({"id", "priority"} <= set(m) for m in a["queues"])
-            assert all(isinstance(n, int) for n in a["capacity"].values())
-            assert a["status"] in ("offline", "ready", "not_ready")
-            assert a["activity"] in ("ringing", "busy", "wrap_up", *IDLE)
+        for path in ("/v1/queues", "/v1/agents", f"/v1/queues/{next(iter(h.center.queues))}"):
+            assert_error(await anonymous.get(path), 401, "unauthorized")
+            assert_error(await anonymous.get(path, headers={"Authorization": "Bearer nonsense"}), 401, "unauthorized")
+            for credential in (supervisor, agent):
+                assert (await anonymous.get(path, headers=credential)).status_code == 200, (path, credential)
+    queues = (await h.api.get("/v1/queues")).json()
+    agents = (await h.api.get("/v1/agents")).json()
+    assert isinstance(queues, list) and isinstance(agents, list) and queues and agents
+    for q in queues:
+        assert set(q) >= QUEUE_FIELDS, q
+        assert q["channel"] in ("voice", "video", "chat", "email") and q["acceptance"] in ("manual", "auto")
+        assert q["strategy"] in ("longest_idle", "round_robin", "most_skilled", "ring_all")
+        assert all({"code", "label"} <= set(d) for d in q["dispositions"])
+        assert {"waiting", "longest_wait_s", "agents"} <= set(q["stats"])
+        assert isinstance(q["stats"]["agents"], dict)
+        assert all(isinstance(n, int) for n in q["stats"]["agents"].values())
+        one = await h.api.get(f"/v1/queues/{q['id']}")
+        assert one.status_code == 200 and one.json()["id"] == q["id"]
+    assert_error(await h.api.get("/v1/queues/no-such-queue"), 404, "not_found")
+    for a in agents:
+        assert set(a) >= AGENT_FIELDS, a
+        assert all({"id", "priority"} <= set(m) for m in a["queues"])
+        assert all(isinstance(n, int) for n in a["capacity"].values())
+        assert a["status"] in ("offline", "ready", "not_ready")
+        assert a["activity"] in ("ringing", "busy", "wrap_up", *IDLE)
 
 
 @pytest.mark.extension
 async def test_queue_and_agent_extensions(h: Harness) -> None:
     """Queues' overflow, `stats.available` and counts for every status; agents' next status, `connected`,
     `engagements`, `offers` and `activity: idle`; `GET /v1/agents/{id}`."""
+    for q in (await h.api.get("/v1/queues")).json():
+        assert set(q) >= QUEUE_EXTENSIONS and isinstance(q["stats"]["available"], int)
+        assert {"offline", "ready", "not_ready"} <= set(q["stats"]["agents"])
+    for a in (await h.api.get("/v1/agents")).json():
+        assert set(a) >= AGENT_EXTENSIONS
+        assert isinstance(a["connected"], bool) and isinstance(a["engagements"], list)
+        assert isinstance(a["offers"], list) and a["activity"] in ("idle", "ringing", "busy", "wrap_up")
+        one = await h.api.get(f"/v1/agents/{a['id']}")
+        assert one.status_code == 200 and one.json()["id"] == a["id"]
+    assert_error(await h.api.get("/v1/agents/nobody-by-that-name"), 404, "not_found")
     async with httpx.AsyncClient(base_url=h.target.http, timeout=10) as anonymous:
-        for q in (await anonymous.get("/v1/queues")).json():
-            assert set(q) >= QUEUE_EXTENSIONS and isinstance(q["stats"]["available"], int)
-            assert {"offline", "ready", "not_ready"} <= set(q["stats"]["agents"])
-        for a in (await anonymous.get("/v1/agents")).json():
-            assert set(a) >= AGENT_EXTENSIONS
-            assert isinstance(a["connected"], bool) and isinstance(a["engagements"], list)
-            assert isinstance(a["offers"], list) and a["activity"] in ("idle", "ringing", "busy", "wrap_up")
-            one = await anonymous.get(f"/v1/agents/{a['id']}")
-            assert one.status_code == 200 and one.json()["id"] == a["id"]
-        assert_error(await anonymous.get("/v1/agents/nobody-by-that-name"), 404, "not_found")
+        assert_error(await anonymous.get(f"/v1/agents/{h.center.order[0]}"), 401, "unauthorized")
 
 
 async def test_queue_stats_count_waiting_engagements(h: Harness) -> None:
@@ -253,13 +263,6 @@ async def test_health_bodies_and_metric_names(h: Harness) -> None:
         assert f"# TYPE {name}" in metrics.text or f"\n{name}" in metrics.text, name
 
 
-@pytest.mark.extension
-async def test_the_demo_sign_in_list_is_public_and_says_whether_it_is_enabled(h: Harness) -> None:
-    async with httpx.AsyncClient(base_url=h.target.http, timeout=10) as anonymous:
-        people = await anonymous.get("/v1/demo/people")
-    assert people.status_code == 200 and isinstance(people.json()["enabled"], bool)
-
-
 async def test_unknown_paths_and_wrong_methods_are_json_errors(h: Harness) -> None:
     async with httpx.AsyncClient(base_url=h.target.http, timeout=10) as anonymous:
         assert_error(await anonymous.get("/v1/no-such-thing"), 404, "not_found")
@@ -278,3 +281,16 @@ async def test_a_full_queue_refuses_new_engagements(h: Harness) -> None:
             assert_error(response, 429, "queue_full")
             return
     pytest.skip("no queue refuses a third waiting engagement (no small `max_waiting` configured)")
+
+
+async def test_a_create_retried_with_the_same_idempotency_key_gets_the_same_engagement(h: Harness) -> None:
+    queue = h.center.find_queue("a manual voice queue", channel="voice", acceptance="manual")
+    key = {"Idempotency-Key": f"conformance-{uuid.uuid4().hex}"}
+    body = {"queue": queue["id"], "variables": {"attempt": 1}}
+    first = await h.api.post("/v1/engagements", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    h.engagements.append(first.json()["id"])
+    again = await h.api.post("/v1/engagements", json=body, headers=key)
+    assert again.status_code in (200, 201) and again.json()["id"] == first.json()["id"]
+    other = await h.api.post("/v1/engagements", json={**body, "variables": {"attempt": 2}}, headers=key)
+    assert other.status_code in (409, 422) and isinstance(other.json()["code"], str)

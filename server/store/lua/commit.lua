@@ -13,12 +13,15 @@
 --   fragments {{list key index, index key index, fragment id, blob index}, ...}  transcript upserts:
 --            a new id is appended to the list, a known one replaced where it stands
 --   publish {{channel, blob index}, ...}  unnumbered notices, published as "0|<blob>"
+--   expire  {{key index, seconds}, ...}   time to live (engagements that ended, idempotency receipts)
+--   reports {stream key index, retention ms, {blob index, ...}} or {}: ended engagements (JSON) added
+--            to the reporting stream, which keeps the last retention's worth
 -- ARGV[2..] the blobs (encoded records and events), passed apart because cmsgpack has no binary type
 --
 -- Returns {1, {seq, ...}} (one seq per event, in order), or {0, key} naming a record that changed.
 local plan = cmsgpack.unpack(ARGV[1])
-local checks, writes, arm, disarm, events, log_size, fragments, publish =
-  plan[1], plan[2], plan[3], plan[4], plan[5], plan[6], plan[7], plan[8]
+local checks, writes, arm, disarm, events, log_size, fragments, publish, expire, reports =
+  plan[1], plan[2], plan[3], plan[4], plan[5], plan[6], plan[7], plan[8], plan[9], plan[10]
 
 for _, check in ipairs(checks) do
   local have = redis.call('HGET', KEYS[check[1]], 'v')
@@ -62,5 +65,15 @@ for _, event in ipairs(events) do
 end
 for _, notice in ipairs(publish or {}) do
   redis.call('PUBLISH', notice[1], '0|' .. ARGV[notice[2]])
+end
+for _, ttl in ipairs(expire) do
+  redis.call('EXPIRE', KEYS[ttl[1]], ttl[2])
+end
+if reports[1] then
+  local now = redis.call('TIME')
+  local oldest = (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)) - reports[2]
+  for _, report in ipairs(reports[3]) do
+    redis.call('XADD', KEYS[reports[1]], 'MINID', '~', oldest, '*', 'e', ARGV[report])
+  end
 end
 return {1, seqs}
