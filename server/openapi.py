@@ -10,6 +10,7 @@ against the app with this document, so a handler whose answers drift from the ta
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections import defaultdict
@@ -383,13 +384,14 @@ def _operation(op: Operation, schemas: dict[Any, dict[str, Any]]) -> dict[str, A
     }
     if op.description:
         doc["description"] = op.description
-    parameters = [p for p in (_parameter(op.path), *op.headers) if p is not None]
+    # copies: a caller may change the document it gets (schemathesis does), never the table
+    parameters = [p for p in (_parameter(op.path), *copy.deepcopy(op.headers)) if p is not None]
     if parameters:
         doc["parameters"] = parameters
     if op.body is not None:
         media: dict[str, Any] = {"schema": schemas[op.body]}
         if op.example is not None:
-            media["example"] = op.example
+            media["example"] = copy.deepcopy(op.example)
         doc["requestBody"] = {"required": True, "content": {JSON: media}}
     return doc
 

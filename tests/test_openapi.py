@@ -81,7 +81,7 @@ class Linked(schema.as_state_machine()):  # type: ignore[misc]
         if case.operation.label == "POST /v1/engagements" and isinstance(body, dict):
             queue = body.get("queue")
             if isinstance(queue, str):
-                body["queue"] = QUEUES[len(queue) % len(QUEUES)]
+                case.body = body = {**body, "queue": QUEUES[len(queue) % len(QUEUES)]}
             if case.headers and "Idempotency-Key" in case.headers:
                 # the app outlives each example: a key drawn twice would answer 200 the second time, and
                 # hypothesis, replaying a case, would see the chain of calls change under it
