@@ -36,10 +36,10 @@ def violations(
             problems.append(f"{eid} waits {n} times in {qid}")
         eng = engs.get(eid)
         if eng is None or eng.state is not S.QUEUED or eng.queue != qid:
-            problems.append(f"{eid} waits in {qid} but is {eng.state if eng else 'missing'}")
+            problems.append(f"{eid} waits in {qid} but is {f'{eng.state} in {eng.queue}' if eng else 'missing'}")
     for eng in engs.values():
         where = f"{eng.id} ({eng.state})"
-        if eng.state is S.QUEUED and waiting[(eng.queue, eng.id)] != 1:
+        if eng.state is S.QUEUED and not waiting[(eng.queue, eng.id)]:
             problems.append(f"{where} is not in its queue's line: lost")
         if eng.state is S.OFFERED:
             if not eng.offers:
@@ -65,21 +65,23 @@ def violations(
         cfg = directory.agents[agent.id]
         for eid, hold in agent.holds.items():
             eng = engs.get(eid)
-            if eng is None or eng.agent != agent.id or eng.state is not hold.state:
-                state = f"{eng.state} for {eng.agent}" if eng else "missing"
-                problems.append(f"{agent.id} holds {eid} as {hold.state}, but it is {state}")
+            if eng is None or eng.agent != agent.id or (eng.state, eng.channel) != (hold.state, hold.channel):
+                state = f"{eng.channel} {eng.state} for {eng.agent}" if eng else "missing"
+                problems.append(f"{agent.id} holds {eid} as {hold.channel} {hold.state}, but it is {state}")
         for oid, ref in agent.offers.items():
             eng = engs.get(ref.engagement)
             if eng is None or not any(o.id == oid and o.agent == agent.id for o in eng.offers):
                 problems.append(f"{agent.id} has offer {oid} that its engagement does not")
-        for channel in _busy(agent):
+            elif eng.channel is not ref.channel:
+                problems.append(f"{agent.id} has offer {oid} as {ref.channel}, but {eng.id} is {eng.channel}")
+        busy = _busy(agent)
+        for channel in busy:
             if agent.load(channel) > cfg.capacity.get(channel, 0):
                 problems.append(f"{agent.id} over capacity on {channel}: {agent.load(channel)}")
-        busy = _busy(agent)
         for channel in busy:
             blocked = set(cfg.blocks.get(channel, ())) & (busy - {channel})
             if blocked:
-                problems.append(f"{agent.id} holds {channel} with {sorted(blocked)} which it blocks")
+                problems.append(f"{agent.id} holds {channel} with {', '.join(sorted(blocked))}, which it blocks")
     return problems
 
 

@@ -1,0 +1,275 @@
+"""The chaos run's checkers, each shown a planted fault and seen to name it, and shown records that
+agree and seen to pass. A checker never seen to fail proves nothing: every rule it claims has a test.
+
+Records are built by hand, so each test plants exactly one fault in an otherwise consistent center.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from loadtest.invariants import violations
+from protocol.model import AgentStatus, EngagementState
+from server.config import Directory
+from server.core.records import AgentRec, EngagementRec, Hold, Offer, OfferRef, QueueRec, WaitEntry
+from tests.support import agent, make_config, voice_queue
+
+S = EngagementState
+T0 = 1000.0
+AGENTS = ["ann", "ben", "cat", "dan", "eve"]
+DIRECTORY = Directory(
+    make_config(
+        [
+            voice_queue("voice", overflow={"after_s": 30, "queue": "vip"}),
+            voice_queue("vip", strategy="ring_all"),
+            {"id": "sales", "channel": "video", "strategy": "ring_all"},
+            {"id": "chat", "channel": "chat", "acceptance": "auto"},
+            {"id": "email", "channel": "email"},
+        ],
+        [agent(a, "voice", "vip", "sales", "chat", "email") for a in AGENTS],
+    )
+)
+
+
+# --- violations: the final records ---------------------------------------------------------------
+
+
+class Center:
+    """Records that agree with each other, built a step at a time; a test then breaks one thing."""
+
+    def __init__(self) -> None:
+        self.agents = {a: AgentRec(id=a, status=AgentStatus.READY, sessions={"n1": 1}) for a in AGENTS}
+        self.engagements: dict[str, EngagementRec] = {}
+        self.queues = {q: QueueRec(id=q) for q in DIRECTORY.queues}
+
+    def waiting(self, eid: str, queue: str = "voice") -> None:
+        self._new(eid, queue, S.QUEUED)
+        self.line(queue, *self.queues[queue].waiting, WaitEntry(eid, 0, T0))
+
+    def ringing(self, eid: str, queue: str, *agents: str) -> None:
+        offers = tuple(Offer(f"{eid}-o{n}", a, T0 + 20) for n, a in enumerate(agents, 1))
+        eng = self._new(eid, queue, S.OFFERED, offers=offers)
+        for offer in offers:
+            ref = OfferRef(eid, eng.channel, offer.expires_at)
+            self.agent(offer.agent, offers={**self.agents[offer.agent].offers, offer.id: ref})
+
+    def held(self, eid: str, queue: str, by: str, state: S = S.ACTIVE) -> None:
+        eng = self._new(eid, queue, state, agent=by)
+        self.agent(by, holds={**self.agents[by].holds, eid: Hold(eng.channel, state)})
+
+    def ended(self, eid: str, queue: str, state: S) -> None:
+        self._new(eid, queue, state)
+
+    def line(self, queue: str, *entries: WaitEntry) -> None:
+        self.queues[queue] = replace(self.queues[queue], waiting=entries)
+
+    def engagement(self, eid: str, **changes: object) -> None:
+        self.engagements[eid] = replace(self.engagements[eid], **changes)
+
+    def agent(self, agent_id: str, **changes: object) -> None:
+        self.agents[agent_id] = replace(self.agents[agent_id], **changes)
+
+    def violations(self) -> list[str]:
+        return violations(DIRECTORY, self.agents.values(), self.engagements.values(), self.queues.values())
+
+    def _new(self, eid: str, queue: str, state: S, **fields: object) -> EngagementRec:
+        channel = DIRECTORY.queues[queue].channel
+        eng = EngagementRec(id=eid, queue=queue, channel=channel, state=state, created_at=T0, **fields)  # type: ignore[arg-type]
+        self.engagements[eid] = eng
+        return eng
+
+
+def busy_center() -> Center:
+    """One of everything, all in agreement: waiting, ringing one agent, ringing all, held in each
+    state, and finished."""
+    c = Center()
+    c.waiting("e1")
+    c.ringing("e2", "voice", "ann")
+    c.ringing("e3", "sales", "ben", "cat")
+    c.held("e4", "chat", "dan")
+    c.held("e5", "chat", "dan", S.WRAP_UP)
+    c.held("e6", "email", "dan", S.ASSIGNED)
+    c.held("e7", "email", "eve", S.OPEN)
+    c.held("e8", "vip", "eve", S.WRAP_UP)
+    c.ended("e9", "voice", S.CLOSED)
+    c.ended("e10", "email", S.RESOLVED)
+    c.ended("e11", "voice", S.ABANDONED)
+    return c
+
+
+def names(problems: list[str], fault: str) -> bool:
+    """The checker named the planted fault (its report may say more about the same fault)."""
+    return any(fault in p for p in problems)
+
+
+def test_records_that_agree_pass():
+    assert busy_center().violations() == []
+
+
+def test_a_call_waiting_twice_in_line_is_caught():
+    c = busy_center()
+    c.line("voice", WaitEntry("e1", 0, T0), WaitEntry("e1", 0, T0 + 1))
+    assert c.violations() == ["e1 waits 2 times in voice"]
+
+
+def test_a_call_waiting_in_another_queues_line_is_caught():
+    c = busy_center()
+    c.line("voice")
+    c.line("vip", WaitEntry("e1", 0, T0))
+    problems = c.violations()
+    assert names(problems, "e1 waits in vip but is queued in voice"), problems
+
+
+def test_a_call_still_in_line_after_it_was_answered_is_caught():
+    c = busy_center()
+    c.line("vip", WaitEntry("e8", 0, T0))
+    assert c.violations() == ["e8 waits in vip but is wrap_up in vip"]
+
+
+def test_a_line_entry_for_a_missing_engagement_is_caught():
+    c = busy_center()
+    c.line("voice", WaitEntry("e1", 0, T0), WaitEntry("e99", 0, T0))
+    assert c.violations() == ["e99 waits in voice but is missing"]
+
+
+def test_a_waiting_call_in_no_line_is_lost():
+    c = busy_center()
+    c.line("voice")
+    assert c.violations() == ["e1 (queued) is not in its queue's line: lost"]
+
+
+def test_a_ringing_call_that_rings_no_one_is_lost():
+    c = busy_center()
+    c.engagement("e2", offers=())
+    c.agent("ann", offers={})
+    assert c.violations() == ["e2 (offered) has no offer"]
+
+
+def test_two_agents_rung_at_once_in_a_one_at_a_time_queue_is_caught():
+    c = busy_center()
+    c.ringing("e2", "voice", "ann", "eve")
+    problems = c.violations()
+    assert names(problems, "e2 (offered) rings 2 agents in a one-at-a-time queue"), problems
+
+
+def test_one_agent_rung_twice_for_one_call_is_caught():
+    c = busy_center()
+    c.ringing("e3", "sales", "ben", "ben")
+    problems = c.violations()
+    assert names(problems, "e3 (offered) rings one agent twice"), problems
+
+
+def test_a_ring_its_agent_does_not_know_of_is_caught():
+    c = busy_center()
+    c.agent("ann", offers={})
+    assert c.violations() == ["e2 (offered): ann does not know offer e2-o1"]
+
+
+def test_a_ring_its_agent_has_for_another_call_is_caught():
+    c = busy_center()
+    c.agent("ann", offers={"e2-o1": OfferRef("e9", DIRECTORY.queues["voice"].channel, T0 + 20)})
+    problems = c.violations()
+    assert names(problems, "e2 (offered): ann does not know offer e2-o1"), problems
+
+
+def test_an_answered_call_still_ringing_is_caught():
+    c = busy_center()
+    c.engagement("e8", offers=(Offer("e8-o2", "ann", T0 + 20),))
+    problems = c.violations()
+    assert names(problems, "e8 (wrap_up) still has offers"), problems
+
+
+def test_a_held_call_its_agent_does_not_hold_is_lost():
+    c = busy_center()
+    c.agent("eve", holds={"e7": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    problems = c.violations()
+    assert problems == ["e8 (wrap_up): its agent eve does not hold it as wrap_up"]
+
+
+def test_a_held_call_with_no_agent_is_lost():
+    c = busy_center()
+    c.engagement("e4", agent=None)
+    problems = c.violations()
+    assert names(problems, "e4 (active): its agent None does not hold it as active"), problems
+
+
+def test_a_call_its_agent_holds_in_another_state_is_caught():
+    c = busy_center()
+    c.engagement("e4", state=S.WRAP_UP)
+    problems = c.violations()
+    assert names(problems, "e4 (wrap_up): its agent dan does not hold it as wrap_up"), problems
+
+
+def test_a_waiting_call_with_an_agent_is_caught():
+    c = busy_center()
+    c.engagement("e1", agent="ann")
+    assert c.violations() == ["e1 (queued) has an agent ann"]
+
+
+def test_two_agents_on_one_call_is_caught():
+    c = busy_center()
+    c.agent("ann", holds={"e8": Hold(DIRECTORY.queues["vip"].channel, S.WRAP_UP)}, offers={})
+    c.engagement("e2", offers=(), state=S.QUEUED)
+    c.line("voice", WaitEntry("e1", 0, T0), WaitEntry("e2", 0, T0))
+    assert c.violations() == ["ann holds e8 as voice wrap_up, but it is voice wrap_up for eve"]
+
+
+def test_an_agent_still_holding_a_finished_call_is_caught():
+    c = busy_center()
+    c.agent("eve", holds={**c.agents["eve"].holds, "e10": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    assert c.violations() == ["eve holds e10 as email open, but it is email resolved for None"]
+
+
+def test_an_agent_holding_a_missing_engagement_is_caught():
+    c = busy_center()
+    c.agent("eve", holds={**c.agents["eve"].holds, "e99": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    assert c.violations() == ["eve holds e99 as email open, but it is missing"]
+
+
+def test_an_agent_holding_a_call_on_the_wrong_channel_is_caught():
+    c = busy_center()
+    c.agent("eve", holds={**c.agents["eve"].holds, "e8": Hold(DIRECTORY.queues["email"].channel, S.WRAP_UP)})
+    assert c.violations() == ["eve holds e8 as email wrap_up, but it is voice wrap_up for eve"]
+
+
+def test_an_agent_with_a_ring_its_call_does_not_have_is_caught():
+    c = busy_center()
+    stale = OfferRef("e11", DIRECTORY.queues["voice"].channel, T0 + 20)
+    c.agent("eve", offers={"e11-o1": stale})
+    problems = c.violations()
+    assert names(problems, "eve has offer e11-o1 that its engagement does not"), problems
+
+
+def test_an_agent_rung_on_the_wrong_channel_is_caught():
+    c = busy_center()
+    c.agent("ann", offers={"e2-o1": OfferRef("e2", DIRECTORY.queues["email"].channel, T0 + 20)})
+    assert c.violations() == ["ann has offer e2-o1 as email, but e2 is voice"]
+
+
+def test_an_agent_over_capacity_is_caught():
+    c = busy_center()
+    c.held("e12", "email", "eve", S.OPEN)
+    c.held("e13", "email", "eve", S.OPEN)
+    c.held("e14", "email", "eve", S.OPEN)
+    c.held("e15", "email", "eve", S.ASSIGNED)
+    c.agent("eve", holds={k: v for k, v in c.agents["eve"].holds.items() if k != "e8"})
+    c.ended("e8", "vip", S.CLOSED)
+    assert c.violations() == []
+    c.held("e16", "email", "eve", S.ASSIGNED)
+    assert c.violations() == ["eve over capacity on email: 6"]
+
+
+def test_a_ring_counts_against_capacity():
+    c = busy_center()
+    c.held("e12", "voice", "ann")
+    assert names(c.violations(), "ann over capacity on voice: 2")
+
+
+def test_blocking_channels_held_together_are_caught():
+    c = busy_center()
+    c.held("e12", "chat", "ann")
+    problems = c.violations()
+    assert sorted(problems) == [
+        "ann holds chat with voice, which it blocks",
+        "ann holds voice with chat, which it blocks",
+    ]
