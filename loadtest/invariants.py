@@ -96,15 +96,16 @@ HANDOVER = {"transferred", "released"}
 
 
 def history_violations(directory: Directory, engagements: Iterable[EngagementRec]) -> list[str]:
-    """What the histories say happened, checked over time: one agent per engagement between hand-overs,
-    one ring at a time (but in ring-all queues), each ring made once and ended once (a timer fired
-    twice would end it twice), and no agent over capacity at any moment."""
+    """What the histories say happened, checked over time, since the final records only show the end:
+    one agent per engagement between hand-overs, one ring at a time (but in ring-all queues), each
+    ring made once and ended once (a timer fired twice would end it twice), for the agent it rang, the
+    last taker the one holding it, and no agent over capacity, or given a channel that what it held or
+    rang blocks, at any moment."""
     problems: list[str] = []
-    moves: list[tuple[float, int, str, str]] = []  # (at, +1/-1, agent, channel)
+    moves: list[tuple[float, int, str, Channel]] = []  # (at, +1/-1, agent, channel)
     ring_all = {q.id for q in directory.queues.values() if q.strategy is Strategy.RING_ALL}
     for eng in engagements:
-        channel = eng.channel.value
-        taking = "assigned" if channel == "email" else "accepted"
+        taking = "assigned" if eng.channel is Channel.EMAIL else "accepted"
         offered: Counter[str | None] = Counter(h.offer for h in eng.history if h.event == "offered")
         ended: Counter[str | None] = Counter(
             h.offer for h in eng.history if h.offer and h.event in RELEASE | {"accepted"}
@@ -114,7 +115,7 @@ def history_violations(directory: Directory, engagements: Iterable[EngagementRec
                 problems.append(f"{eng.id}: offer {offer_id} made {offered[offer_id]} times, ended {ended[offer_id]}")
         queue = eng.history[0].queue if eng.history else eng.queue
         takers: list[str] = []  # who took it since the last hand-over
-        outstanding: set[str] = set()
+        outstanding: dict[str, str | None] = {}  # ringing: offer -> the agent it rings
         for h in eng.history:
             if h.event in ("overflowed", "transferred") and h.queue:
                 queue = h.queue
@@ -125,27 +126,35 @@ def history_violations(directory: Directory, engagements: Iterable[EngagementRec
                 if len(takers) > 1:
                     problems.append(f"{eng.id} was taken by {takers} without a hand-over")
             if h.event == "offered" and h.offer:
-                outstanding.add(h.offer)
+                outstanding[h.offer] = h.agent
                 if len(outstanding) > 1 and queue not in ring_all:
                     problems.append(f"{eng.id} rang {sorted(outstanding)} at once at {h.at}")
-            elif h.offer and h.event in RELEASE | {"accepted"}:
-                outstanding.discard(h.offer)
+            elif h.offer and h.event in RELEASE | {"accepted"} and h.offer in outstanding:
+                rang = outstanding.pop(h.offer)
+                if h.agent != rang:
+                    problems.append(f"{eng.id}: offer {h.offer} rang {rang} but was {h.event} for {h.agent}")
             if h.event in ACQUIRE and h.agent:
-                moves.append((h.at, +1, h.agent, channel))
+                moves.append((h.at, +1, h.agent, eng.channel))
             elif h.event in RELEASE | FINISH | {"released"} and h.agent:
-                moves.append((h.at, -1, h.agent, channel))
+                moves.append((h.at, -1, h.agent, eng.channel))
             elif h.event == "transferred" and h.former:
-                moves.append((h.at, -1, h.former, channel))
+                moves.append((h.at, -1, h.former, eng.channel))
         if eng.state in HELD and takers[-1:] != [eng.agent]:
             problems.append(f"{eng.id} was last taken by {takers[-1:]} but is held by {eng.agent}")
-        if outstanding != {o.id for o in eng.offers}:
+        if set(outstanding) != {o.id for o in eng.offers}:
             problems.append(f"{eng.id}: its history leaves {sorted(outstanding)} ringing, the record {eng.offers}")
-    load: Counter[tuple[str, str]] = Counter()
+    load: Counter[tuple[str, Channel]] = Counter()
     for at, delta, agent_id, channel in sorted(moves, key=lambda m: (m[0], m[1])):
-        load[(agent_id, channel)] += delta
-        capacity = directory.agents[agent_id].capacity.get(channel, 0)  # type: ignore[call-overload]
-        if load[(agent_id, channel)] > capacity:
-            problems.append(f"{agent_id} held {load[(agent_id, channel)]} {channel} at {at} (capacity {capacity})")
-        if load[(agent_id, channel)] < 0:
+        held = load[(agent_id, channel)] = load[(agent_id, channel)] + delta
+        cfg = directory.agents[agent_id]
+        capacity = cfg.capacity.get(channel, 0)
+        if held > capacity:
+            problems.append(f"{agent_id} held {held} {channel} at {at} (capacity {capacity})")
+        if held < 0:
             problems.append(f"{agent_id} released more {channel} than it held at {at}")
+        blockers = sorted(c for c, blocked in cfg.blocks.items() if channel in blocked and load[(agent_id, c)] > 0)
+        if delta > 0 and blockers:
+            problems.append(
+                f"{agent_id} was given {channel} at {at} while it had {', '.join(blockers)}, which blocks it"
+            )
     return problems

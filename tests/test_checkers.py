@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from loadtest.invariants import violations
-from protocol.model import AgentStatus, EngagementState
+from loadtest.invariants import history_violations, violations
+from protocol.model import AgentStatus, EngagementState, HistoryEntry
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, Hold, Offer, OfferRef, QueueRec, WaitEntry
 from tests.support import agent, make_config, voice_queue
@@ -273,3 +273,240 @@ def test_blocking_channels_held_together_are_caught():
         "ann holds chat with voice, which it blocks",
         "ann holds voice with chat, which it blocks",
     ]
+
+
+# --- history_violations: what the histories say happened, over time ----------------------------------
+
+
+def step(at: float, event: str, **fields: object) -> HistoryEntry:
+    return HistoryEntry(at=T0 + at, event=event, actor="system", **fields)  # type: ignore[arg-type]
+
+
+def lived(eid: str, queue: str, state: S, *history: HistoryEntry, by: str | None = None) -> EngagementRec:
+    created = step(0, "created", state=S.QUEUED, queue=queue)
+    channel = DIRECTORY.queues[queue].channel
+    return EngagementRec(
+        id=eid, queue=queue, channel=channel, state=state, agent=by, created_at=T0, history=(created, *history)
+    )
+
+
+def ring(at: float, offer: str, to: str) -> HistoryEntry:
+    return step(at, "offered", state=S.OFFERED, agent=to, offer=offer)
+
+
+def answer(at: float, event: str, offer: str, by: str) -> HistoryEntry:
+    return step(at, event, agent=by, offer=offer)
+
+
+def a_call(*, accepted_by: str = "cat", extra: tuple[HistoryEntry, ...] = ()) -> list[HistoryEntry]:
+    """Rung to ann (declined), ben (rang out), cat (took it), talked, wrapped up."""
+    return sorted(
+        [
+            ring(1, "e1-o1", "ann"),
+            answer(2, "declined", "e1-o1", "ann"),
+            step(2, "requeued", state=S.QUEUED, queue="voice"),
+            ring(3, "e1-o2", "ben"),
+            answer(5, "expired", "e1-o2", "ben"),
+            step(5, "requeued", state=S.QUEUED, queue="voice"),
+            ring(6, "e1-o3", "cat"),
+            answer(7, "accepted", "e1-o3", accepted_by),
+            step(10, "ended", state=S.WRAP_UP, agent=accepted_by),
+            step(11, "closed", state=S.CLOSED, agent=accepted_by),
+            *extra,
+        ],
+        key=lambda h: h.at,
+    )
+
+
+def a_day(**changed: EngagementRec) -> list[EngagementRec]:
+    """A consistent day: a call rung to three in turn, a ring-all call, an auto-accepted chat, an email
+    released and transferred, a call that overflowed to a ring-all queue and is still being talked, and
+    a caller who hung up while ringing."""
+    day = {
+        "e1": lived("e1", "voice", S.CLOSED, *a_call(), by="cat"),
+        "e2": lived(
+            "e2",
+            "vip",
+            S.CLOSED,
+            ring(12, "e2-o1", "ann"),
+            ring(12, "e2-o2", "ben"),
+            answer(13, "accepted", "e2-o1", "ann"),
+            answer(13, "rescinded", "e2-o2", "ben"),
+            step(15, "ended", state=S.WRAP_UP, agent="ann"),
+            step(16, "closed", state=S.CLOSED, agent="ann"),
+            by="ann",
+        ),
+        "e3": lived(
+            "e3",
+            "chat",
+            S.CLOSED,
+            step(1, "assigned", agent="dan"),
+            step(1, "accepted", state=S.ACTIVE, agent="dan"),
+            step(4, "ended", state=S.WRAP_UP, agent="dan"),
+            step(5, "closed", state=S.CLOSED, agent="dan"),
+            by="dan",
+        ),
+        "e4": lived(
+            "e4",
+            "email",
+            S.RESOLVED,
+            step(1, "assigned", state=S.ASSIGNED, agent="eve"),
+            step(2, "opened", state=S.OPEN, agent="eve"),
+            step(3, "released", agent="eve"),
+            step(3, "assigned", state=S.ASSIGNED, agent="dan"),
+            step(6, "transferred", agent="eve", former="dan"),
+            step(6, "assigned", state=S.ASSIGNED, agent="eve"),
+            step(8, "resolved", state=S.RESOLVED, agent="eve"),
+            by="eve",
+        ),
+        "e5": lived(
+            "e5",
+            "voice",
+            S.ACTIVE,
+            step(30, "overflowed", state=S.QUEUED, queue="vip"),
+            ring(30, "e5-o1", "ann"),
+            ring(30, "e5-o2", "cat"),
+            answer(31, "accepted", "e5-o2", "cat"),
+            answer(31, "rescinded", "e5-o1", "ann"),
+            by="cat",
+        ),
+        "e6": lived(
+            "e6",
+            "voice",
+            S.ABANDONED,
+            ring(20, "e6-o1", "ben"),
+            answer(22, "rescinded", "e6-o1", "ben"),
+            step(22, "abandoned", state=S.ABANDONED),
+        ),
+    }
+    return list((day | changed).values())
+
+
+def history_problems(**changed: EngagementRec) -> list[str]:
+    return history_violations(DIRECTORY, a_day(**changed))
+
+
+def test_histories_that_add_up_pass():
+    assert history_problems() == []
+
+
+def test_a_ring_made_twice_is_caught():
+    twice = lived("e1", "voice", S.CLOSED, *a_call(extra=(ring(1.5, "e1-o1", "ann"),)), by="cat")
+    problems = history_problems(e1=twice)
+    assert names(problems, "e1: offer e1-o1 made 2 times, ended 1"), problems
+
+
+def test_a_ring_ended_twice_by_a_timer_firing_twice_is_caught():
+    twice = lived("e1", "voice", S.CLOSED, *a_call(extra=(answer(5.5, "expired", "e1-o2", "ben"),)), by="cat")
+    problems = history_problems(e1=twice)
+    assert names(problems, "e1: offer e1-o2 made 1 times, ended 2"), problems
+
+
+def test_a_ring_answered_that_was_never_made_is_caught():
+    ghost = lived("e1", "voice", S.CLOSED, *a_call(extra=(answer(8, "declined", "e1-o9", "eve"),)), by="cat")
+    problems = history_problems(e1=ghost)
+    assert names(problems, "e1: offer e1-o9 made 0 times, ended 1"), problems
+
+
+def test_a_call_taken_by_two_agents_without_a_hand_over_is_caught():
+    both = lived(
+        "e2",
+        "vip",
+        S.CLOSED,
+        ring(12, "e2-o1", "ann"),
+        ring(12, "e2-o2", "ben"),
+        answer(13, "accepted", "e2-o1", "ann"),
+        answer(13, "accepted", "e2-o2", "ben"),
+        step(15, "ended", state=S.WRAP_UP, agent="ann"),
+        step(16, "closed", state=S.CLOSED, agent="ann"),
+        by="ann",
+    )
+    problems = history_problems(e2=both)
+    assert names(problems, "e2 was taken by ['ann', 'ben'] without a hand-over"), problems
+
+
+def test_two_rings_at_once_in_a_one_at_a_time_queue_are_caught():
+    early = [h if h.offer != "e1-o2" or h.event != "offered" else replace(h, at=T0 + 1.5) for h in a_call()]
+    problems = history_problems(e1=lived("e1", "voice", S.CLOSED, *sorted(early, key=lambda h: h.at), by="cat"))
+    assert names(problems, "e1 rang ['e1-o1', 'e1-o2'] at once"), problems
+
+
+def test_two_rings_at_once_after_moving_to_a_one_at_a_time_queue_are_caught():
+    moved = lived(
+        "e2",
+        "vip",
+        S.CLOSED,
+        step(11, "transferred", queue="voice"),
+        ring(12, "e2-o1", "ann"),
+        ring(12, "e2-o2", "ben"),
+        answer(13, "accepted", "e2-o1", "ann"),
+        answer(13, "rescinded", "e2-o2", "ben"),
+        step(15, "ended", state=S.WRAP_UP, agent="ann"),
+        step(16, "closed", state=S.CLOSED, agent="ann"),
+        by="ann",
+    )
+    assert history_problems(e2=moved) == [f"e2 rang ['e2-o1', 'e2-o2'] at once at {T0 + 12}"]
+
+
+def test_a_ring_answered_for_another_agent_than_it_rang_is_caught():
+    taken = lived(
+        "e5",
+        "voice",
+        S.ACTIVE,
+        step(30, "overflowed", state=S.QUEUED, queue="vip"),
+        ring(30, "e5-o1", "ann"),
+        ring(30, "e5-o2", "cat"),
+        answer(31, "accepted", "e5-o2", "ben"),
+        answer(31, "rescinded", "e5-o1", "ann"),
+        by="ben",
+    )
+    assert history_problems(e5=taken) == ["e5: offer e5-o2 rang cat but was accepted for ben"]
+
+
+def test_an_agent_rung_beyond_capacity_is_caught():
+    second = lived(
+        "e7",
+        "voice",
+        S.ABANDONED,
+        ring(1.5, "e7-o1", "ann"),
+        answer(1.8, "rescinded", "e7-o1", "ann"),
+        step(1.8, "abandoned", state=S.ABANDONED),
+    )
+    assert history_problems(e7=second) == [f"ann held 2 voice at {T0 + 1.5} (capacity 1)"]
+
+
+def test_an_agent_finishing_a_call_it_never_took_is_caught():
+    call = a_call()
+    call[-1] = replace(call[-1], agent="ann")
+    problems = history_problems(e1=lived("e1", "voice", S.CLOSED, *call, by="cat"))
+    assert names(problems, f"ann released more voice than it held at {T0 + 11}"), problems
+
+
+def test_an_agent_rung_for_a_call_while_on_a_chat_is_caught():
+    blocked = lived(
+        "e7",
+        "voice",
+        S.ABANDONED,
+        ring(3, "e7-o1", "dan"),
+        answer(3.5, "declined", "e7-o1", "dan"),
+        step(3.5, "abandoned"),
+    )
+    assert history_problems(e7=blocked) == [f"dan was given voice at {T0 + 3} while it had chat, which blocks it"]
+
+
+def test_a_call_held_by_another_agent_than_the_one_who_took_it_is_caught():
+    day = {e.id: e for e in a_day()}
+    assert history_problems(e5=replace(day["e5"], agent="ann")) == ["e5 was last taken by ['cat'] but is held by ann"]
+
+
+def test_a_ring_the_history_ended_but_the_record_still_has_is_caught():
+    day = {e.id: e for e in a_day()}
+    still = replace(day["e6"], state=S.OFFERED, offers=(Offer("e6-o1", "ben", T0 + 40),))
+    problems = history_problems(e6=still)
+    assert names(problems, "e6: its history leaves [] ringing"), problems
+
+
+def test_a_ring_the_history_left_running_but_the_record_dropped_is_caught():
+    day = {e.id: e for e in a_day()}
+    dropped = replace(day["e6"], history=day["e6"].history[:2], state=S.QUEUED)
+    assert history_problems(e6=dropped) == ["e6: its history leaves ['e6-o1'] ringing, the record ()"]
