@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from protocol.model import Channel, EngagementState, Strategy
 from server.config import Directory
-from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.records import AgentRec, EngagementRec, Offer, QueueRec
 
 S = EngagementState
 HELD = (S.ACTIVE, S.WRAP_UP, S.ASSIGNED, S.OPEN)
@@ -49,8 +49,7 @@ def violations(
             if len({o.agent for o in eng.offers}) != len(eng.offers):
                 problems.append(f"{where} rings one agent twice")
             for offer in eng.offers:
-                ref = agents_by_id.get(offer.agent, AgentRec(id=offer.agent)).offers.get(offer.id)
-                if ref is None or ref.engagement != eng.id:
+                if not _rung(agents_by_id, offer, eng.id):
                     problems.append(f"{where}: {offer.agent} does not know offer {offer.id}")
         elif eng.offers:
             problems.append(f"{where} still has offers {eng.offers}")
@@ -83,6 +82,40 @@ def violations(
             if blocked:
                 problems.append(f"{agent.id} holds {channel} with {', '.join(sorted(blocked))}, which it blocks")
     return problems
+
+
+def whereabouts(
+    engagement_ids: Iterable[str],
+    engagements: Iterable[EngagementRec],
+    agents: Iterable[AgentRec],
+    queues: Iterable[QueueRec],
+) -> dict[str, str]:
+    """Where each engagement is: its final state, or `waiting` / `ringing` / `held` where the other
+    records agree, or `lost` (missing, or nowhere anyone would ever find it again): what a flow that got
+    a 201 for it would be told, so no engagement a consumer was promised ever silently disappears."""
+    engs = {e.id: e for e in engagements}
+    agents_by_id = {a.id: a for a in agents}
+    waiting = Counter((q.id, w.engagement) for q in queues for w in q.waiting)
+
+    def place(eng: EngagementRec) -> str:
+        if eng.state.is_final:
+            return eng.state.value
+        if eng.state is S.QUEUED and waiting[(eng.queue, eng.id)] == 1:
+            return "waiting"
+        if eng.state is S.OFFERED and eng.offers and all(_rung(agents_by_id, o, eng.id) for o in eng.offers):
+            return "ringing"
+        holder = agents_by_id.get(eng.agent or "")
+        hold = holder.holds.get(eng.id) if holder else None
+        if eng.state in HELD and hold is not None and hold.state is eng.state:
+            return "held"
+        return "lost"
+
+    return {eid: place(engs[eid]) if eid in engs else "lost" for eid in engagement_ids}
+
+
+def _rung(agents: dict[str, AgentRec], offer: Offer, engagement_id: str) -> bool:
+    ref = agents[offer.agent].offers.get(offer.id) if offer.agent in agents else None
+    return ref is not None and ref.engagement == engagement_id
 
 
 def _busy(agent: AgentRec) -> set[Channel]:

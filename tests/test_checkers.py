@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from loadtest.invariants import history_violations, violations
+from loadtest.invariants import history_violations, violations, whereabouts
+from loadtest.seen import Continuity, Resumes, Segment, seq_continuity
 from protocol.model import AgentStatus, EngagementState, HistoryEntry
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, Hold, Offer, OfferRef, QueueRec, WaitEntry
@@ -510,3 +511,172 @@ def test_a_ring_the_history_left_running_but_the_record_dropped_is_caught():
     day = {e.id: e for e in a_day()}
     dropped = replace(day["e6"], history=day["e6"].history[:2], state=S.QUEUED)
     assert history_problems(e6=dropped) == ["e6: its history leaves ['e6-o1'] ringing, the record ()"]
+
+
+# --- whereabouts: where each engagement a flow got a 201 for is now --------------------------------
+
+
+def places(c: Center, *eids: str) -> dict[str, str]:
+    return whereabouts(eids or list(c.engagements), c.engagements.values(), c.agents.values(), c.queues.values())
+
+
+def test_every_engagement_is_found_where_the_records_agree_it_is():
+    assert places(busy_center()) == {
+        "e1": "waiting",
+        "e2": "ringing",
+        "e3": "ringing",
+        "e4": "held",
+        "e5": "held",
+        "e6": "held",
+        "e7": "held",
+        "e8": "held",
+        "e9": "closed",
+        "e10": "resolved",
+        "e11": "abandoned",
+    }
+
+
+def test_an_engagement_with_no_record_is_lost():
+    assert places(busy_center(), "e1", "e99") == {"e1": "waiting", "e99": "lost"}
+
+
+def test_a_waiting_call_in_no_line_is_nowhere():
+    c = busy_center()
+    c.line("voice")
+    assert places(c, "e1") == {"e1": "lost"}
+
+
+def test_a_call_waiting_twice_is_not_somewhere_the_records_agree():
+    c = busy_center()
+    c.line("voice", WaitEntry("e1", 0, T0), WaitEntry("e1", 0, T0 + 1))
+    assert places(c, "e1") == {"e1": "lost"}
+
+
+def test_a_ringing_call_that_rings_no_one_is_nowhere():
+    c = busy_center()
+    c.engagement("e2", offers=())
+    assert places(c, "e2") == {"e2": "lost"}
+
+
+def test_a_ring_all_call_one_of_whose_agents_does_not_know_the_ring_is_nowhere():
+    c = busy_center()
+    c.agent("cat", offers={})
+    assert places(c, "e3") == {"e3": "lost"}
+
+
+def test_a_ring_its_agent_has_for_another_call_is_nowhere():
+    c = busy_center()
+    c.agent("ann", offers={"e2-o1": OfferRef("e9", DIRECTORY.queues["voice"].channel, T0 + 20)})
+    assert places(c, "e2") == {"e2": "lost"}
+
+
+def test_a_held_call_its_agent_does_not_hold_is_nowhere():
+    c = busy_center()
+    c.agent("eve", holds={"e7": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    assert places(c, "e8") == {"e8": "lost"}
+
+
+def test_a_call_its_agent_holds_in_another_state_is_nowhere():
+    c = busy_center()
+    c.engagement("e4", state=S.WRAP_UP)
+    assert places(c, "e4") == {"e4": "lost"}
+
+
+def test_a_held_call_with_no_agent_is_nowhere():
+    c = busy_center()
+    c.engagement("e6", agent=None)
+    assert places(c, "e6") == {"e6": "lost"}
+
+
+# --- seq_continuity: each agent's events, socket after socket --------------------------------------
+
+
+def socket(
+    seqs: list[int], *, head: int = 0, resume_from: int | None = None, resumed: bool = False, at: float = 0
+) -> Segment:
+    return Segment(
+        agent="ann",
+        node=0,
+        opened=T0 + at,
+        resume_from=resume_from,
+        resumed=resumed,
+        head=head,
+        seqs=seqs,
+        closed=None,
+        code=None,
+        reason="",
+    )
+
+
+def continuity(*sockets: Segment) -> Continuity:
+    return seq_continuity(sockets)[0]
+
+
+def faults_of(c: Continuity) -> dict[str, int]:
+    return {k: v for k in ("gaps", "duplicates", "backwards", "stale_resumes") if (v := c[k])}  # type: ignore[literal-required]
+
+
+def test_events_in_order_across_resumes_pass():
+    first = socket([4, 5, 6], head=3)
+    resumed = socket([7, 8, 9, 10], head=8, resume_from=6, resumed=True, at=1)  # 7 and 8 replayed
+    again = socket([11], head=10, resume_from=10, resumed=True, at=2)  # nothing missed
+    c, resumes = seq_continuity([again, resumed, first])
+    assert c == Continuity(events=8, gaps=0, duplicates=0, backwards=0, stale_resumes=0, problems=[])
+    assert resumes == Resumes(first_sign_ins=1, resumed=2, fresh=0)
+
+
+def test_a_seq_skipped_is_a_gap():
+    c = continuity(socket([1, 2, 5]))
+    assert faults_of(c) == {"gaps": 2} and c["problems"] == ["ann on node0: seq 5 after 2"]
+
+
+def test_the_first_event_after_the_welcome_skipped_is_a_gap():
+    assert faults_of(continuity(socket([5, 6], head=3))) == {"gaps": 1}
+
+
+def test_a_seq_received_twice_is_a_duplicate():
+    c = continuity(socket([1, 2, 2, 3]))
+    assert faults_of(c) == {"duplicates": 1} and c["problems"] == ["ann on node0: seq 2 again (after 2)"]
+
+
+def test_a_seq_lower_than_the_last_is_going_backwards():
+    c = continuity(socket([1, 3, 2]))
+    assert faults_of(c) == {"gaps": 1, "backwards": 1}
+    assert c["problems"][-1] == "ann on node0: seq 2 after 3, going backwards"
+
+
+def test_a_welcome_followed_by_events_it_already_counted_is_going_backwards():
+    assert faults_of(continuity(socket([3, 4], head=4))) == {"backwards": 2}
+
+
+def test_a_replay_that_misses_an_event_is_a_gap():
+    c = continuity(socket([1, 2, 3]), socket([5, 6], head=6, resume_from=3, resumed=True, at=1))
+    assert faults_of(c) == {"gaps": 1} and c["problems"] == ["ann on node0: seq 5 after 3"]
+
+
+def test_a_replay_of_what_the_agent_already_had_is_a_duplicate():
+    c = continuity(socket([1, 2, 3]), socket([3, 4], head=4, resume_from=3, resumed=True, at=1))
+    assert faults_of(c) == {"duplicates": 1}
+
+
+def test_live_events_without_the_replay_after_a_resume_are_a_gap():
+    c = continuity(socket([1, 2]), socket([6, 7], head=5, resume_from=2, resumed=True, at=1))
+    assert faults_of(c) == {"gaps": 3}
+
+
+def test_a_resume_from_a_log_behind_the_agent_is_caught():
+    c = continuity(socket([1, 2, 3, 4, 5]), socket([], head=3, resume_from=5, resumed=True, at=1))
+    assert faults_of(c) == {"stale_resumes": 1}
+    assert c["problems"] == ["ann on node0: resumed from 5 but the welcome's seq is 3"]
+
+
+def test_a_fresh_start_after_the_server_lost_the_missed_events_is_accepted():
+    lost_log = socket([2, 3], head=1, resume_from=9, resumed=False, at=1)  # a new epoch starts low again
+    c, resumes = seq_continuity([socket([8, 9], head=7), lost_log])
+    assert faults_of(c) == {} and c["events"] == 4
+    assert resumes == Resumes(first_sign_ins=1, resumed=0, fresh=1)
+
+
+def test_a_fresh_start_must_itself_be_continuous():
+    c = continuity(socket([8, 9], head=7), socket([2, 4], head=1, resume_from=9, resumed=False, at=1))
+    assert faults_of(c) == {"gaps": 1}

@@ -33,8 +33,9 @@ def test_kill_restart_redis_and_freeze_nodes_under_load_and_lose_nothing(tmp_pat
 
     assert report["lost"] == 0 and report["lost_engagements"] == []
     assert report["violations"] == [] and report["violation_count"] == 0
-    assert report["seq"]["gaps"] == report["seq"]["duplicates"] == 0, report["seq"]["problems"]
-    assert report["seq"]["events"] > 0
+    seq = report["seq"]
+    assert seq["gaps"] == seq["duplicates"] == seq["backwards"] == seq["stale_resumes"] == 0, seq["problems"]
+    assert seq["events"] > 0
     assert report["ghost_sessions"] == {} and report["agents"]["crashed"] == []
 
     e = report["engagements"]
