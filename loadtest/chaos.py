@@ -56,7 +56,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from loadtest.connections import API_KEY, SECRET, SUBPROTOCOL, agent_ids, issue_tokens, server_limits
 from loadtest.invariants import HELD, history_violations, violations, whereabouts
-from loadtest.seen import Segment, seq_continuity
+from loadtest.seen import Segment, double_assignments, seq_continuity, told
 from loadtest.servers import NodeProcess, RedisServer
 from loadtest.stats import percentiles
 from protocol.codec import JSON
@@ -260,12 +260,16 @@ class Desk:
                 "closed": None,
                 "code": None,
                 "reason": "",
+                "welcomed_at": welcome.server_time,
+                "welcome": [told(self.agent, e, welcome.seq) for e in welcome.engagements]
+                + [told(self.agent, ring.engagement, welcome.seq) for ring in welcome.offers],
+                "told": [],
             }
             self.tally.segments.append(segment)
             self.ws = ws
             self.connected.set()
             self._welcome(welcome)
-            reading = asyncio.ensure_future(self._read(ws, segment["seqs"]))
+            reading = asyncio.ensure_future(self._read(ws, segment))
             try:
                 await self._until(reading)
                 if not reading.done():  # the run is over: sign off
@@ -274,11 +278,9 @@ class Desk:
             finally:
                 self.connected.clear()
                 self.ws = None
-                segment["closed"], segment["code"], segment["reason"] = (
-                    time.time(),
-                    ws.close_code,
-                    ws.close_reason or "",
-                )
+                segment["closed"] = time.time()
+                segment["code"] = ws.close_code
+                segment["reason"] = ws.close_reason or ""
                 for future in self.pending.values():
                     if not future.done():
                         future.set_result(None)
@@ -320,7 +322,7 @@ class Desk:
             raise Gone(f"expected welcome, got {type(frame).__name__}")
         return ws, frame, resume_from
 
-    async def _read(self, ws: ClientConnection, seqs: list[int]) -> None:
+    async def _read(self, ws: ClientConnection, segment: Segment) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for payload in ws:
                 frame = JSON.decode_server(payload)
@@ -330,8 +332,10 @@ class Desk:
                         future.set_result(frame)
                     continue
                 if isinstance(frame, Event) and frame.seq:
-                    seqs.append(frame.seq)
+                    segment["seqs"].append(frame.seq)
                     self.last_seq = max(self.last_seq, frame.seq)
+                if isinstance(frame, Ring | EngagementEvent):
+                    segment["told"].append(told(self.agent, frame.engagement, frame.seq))
                 if isinstance(frame, Ring):
                     self._ring(frame)
                 elif isinstance(frame, EngagementEvent):
@@ -961,6 +965,7 @@ def analyse(
     problems = violations(directory, records.agents, records.engagements, records.queues)
     problems += history_violations(directory, records.engagements)
     seq, resumes = seq_continuity(segments)
+    doubles = double_assignments(segments)
     outcomes = fault_outcomes(faults, arrivals, offered, segments)
     by_kind: dict[str, dict[str, Any]] = {}
     for o in outcomes:
@@ -996,7 +1001,10 @@ def analyse(
         "lost": len(lost),
         "lost_engagements": lost[:20],
         "violations": problems[:50],
-        "violation_count": len(problems),
+        "invariant_violations": len(problems),
+        "double_assignments_seen_by_agents": len(doubles),
+        "double_assignments": doubles[:20],
+        "seq_gaps": seq["gaps"],
         "faults": outcomes,
         "faults_by_kind": by_kind,
         "faults_injected": len(outcomes),
@@ -1014,6 +1022,7 @@ def analyse(
             "signed_in": sum(p["signed_in"] for p in parts),
             "crashed": [c for p in parts for c in p["crashed"]],
             "requests": sum(p["requests"] for p in parts),
+            "snapshots_seen": sum(len(s["welcome"]) + len(s["told"]) for s in segments),
             "answers": dict(answers),
             "errors": dict(errors.most_common()),
         },
@@ -1133,10 +1142,12 @@ def summary(report: dict[str, Any]) -> str:
         f"resumes: {resumes['resumed']} resumed, {resumes['fresh']} fresh (besides {resumes['first_sign_ins']} "
         f"first sign-ins); seq: {seq['events']} events, {seq['gaps']} gaps, {seq['duplicates']} duplicates, "
         f"{seq['backwards']} going backwards, {seq['stale_resumes']} resumes behind the agent",
-        f"invariant violations: {report['violation_count']}; agents still counted connected at the end: "
+        f"invariant violations: {report['invariant_violations']}; double assignments seen by agents: "
+        f"{report['double_assignments_seen_by_agents']}; agents still counted connected at the end: "
         f"{len(report['ghost_sessions'])}; sockets fenced outside a pause: {report['stray_fencing']}",
     ]
     lines += [f"  violation: {v}" for v in report["violations"][:10]]
+    lines += [f"  seen twice: {x}" for x in report["double_assignments"][:10]]
     lines += [f"  lost: {x}" for x in report["lost_engagements"][:10]]
     lines += [f"  seq: {x}" for x in seq["problems"][:10]]
     return "\n".join(lines)

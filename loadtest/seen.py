@@ -1,21 +1,47 @@
 """What the simulated agents saw on the wire, checked after the fact (beside invariants.py, which
-checks what the store kept): each agent's stream of `seq` numbers across its sockets.
+checks what the store kept): each agent's stream of `seq` numbers across its sockets, and whether two
+agents were ever told at once that the same engagement was theirs.
 
-Plain functions over what the agents recorded, one `Segment` per socket, so they are tested without
-servers and can be run again over a chaos run's `raw.json`.
+The store's records only show the state that won; an agent acts on what it was told, and a fenced
+node or a lost write can tell one agent something the records no longer show. Plain functions over
+what the agents recorded, one `Segment` per socket, so they are tested without servers.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Iterable
 from itertools import groupby
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
+
+from loadtest.invariants import HELD
+from protocol.model import Engagement
+
+
+class Told(NamedTuple):
+    """What one snapshot (in a `welcome`, a `ring` or an `engagement` event) told an agent: whether the
+    engagement was theirs to work (active, wrap-up, assigned or open), as of `at`, the server's time of
+    the latest step in the snapshot's history: when it became so, whenever the frame arrived. `seq` is
+    the event's (the welcome's for what a welcome lists)."""
+
+    engagement: str
+    at: float
+    seq: int
+    mine: bool
+
+
+def told(agent: str, engagement: Engagement, seq: int) -> Told:
+    at = max((h.at for h in engagement.history), default=engagement.created_at)
+    return Told(engagement.id, at, seq, engagement.agent == agent and engagement.state in HELD)
 
 
 class Segment(TypedDict):
     """One socket of one agent, from its welcome to its close. `resume_from` is what the agent sent in
     `hello` (None at its first sign-in), `resumed` and `head` what the welcome said (`head` its `seq`),
-    `seqs` every event seq received after it, in order; `node` the index of the node it was open on."""
+    `seqs` every event seq received after it, in order; `node` the index of the node it was open on.
+    `welcomed_at` is the welcome's `server_time`, `welcome` what it said of the engagements and rings it
+    listed, `told` what every snapshot after it said, in the order received."""
 
     agent: str
     node: int
@@ -27,6 +53,9 @@ class Segment(TypedDict):
     closed: float | None
     code: int | None
     reason: str
+    welcomed_at: float
+    welcome: list[Told]
+    told: list[Told]
 
 
 class Continuity(TypedDict):
@@ -88,3 +117,78 @@ def seq_continuity(segments: Iterable[Segment]) -> tuple[Continuity, Resumes]:
                     problems.append(f"{where}: seq {seq} after {expected}, going backwards")
                 seen.add(seq)
     return out, resumes
+
+
+class Tenure(NamedTuple):
+    """A stretch of server time over which an agent was told an engagement was theirs: from the step
+    that made it so (`seq` the event that told them) until a later step said otherwise."""
+
+    agent: str
+    start: float
+    end: float
+    seq: int
+
+
+def double_assignments(segments: Iterable[Segment]) -> list[str]:
+    """Two agents told, over overlapping stretches of the server's time, that they held the same
+    engagement: what two desktops showed at once, whatever the records kept in the end.
+
+    Each snapshot speaks for the moment of the latest step in its history, so an agent's view is
+    ordered by the server's time, not by when frames arrived: a replay after a resume, older than the
+    welcome before it, still ends what it ends. A welcome speaks for its `server_time` of everything it
+    does not list: not the agent's (a hand-over missed, then shown by the welcome, ends there). A
+    fresh welcome (`resumed: false`) says the server no longer had what the agent missed: its view is
+    only known up to the latest moment it had heard of, so a hold it was never told it lost ends there.
+    The same moment ends one agent's view and starts the next one's in a hand-over (a transfer and the
+    assignment it causes are one step), so views are half-open: [start, end).
+    """
+    views: dict[str, list[Tenure]] = defaultdict(list)
+    for agent, sockets in groupby(sorted(segments, key=lambda s: (s["agent"], s["opened"])), key=lambda s: s["agent"]):
+        heard: list[tuple[float, int, Told]] = []  # (server time, order received, what)
+        rosters: list[tuple[float, int, int, set[str]]] = []  # (server time, order received, seq, listed as theirs)
+        horizon = -math.inf
+        for seg in sockets:
+            fresh = seg["resume_from"] is not None and not seg["resumed"]
+            order = len(heard)
+            rosters.append((horizon if fresh else seg["welcomed_at"], order, seg["head"], set()))
+            for t in seg["welcome"]:
+                heard.append((t.at, order, t))
+                if t.mine:
+                    rosters[-1][3].add(t.engagement)
+            heard += [(t.at, len(heard) + i, t) for i, t in enumerate(seg["told"])]
+            horizon = max([horizon, seg["welcomed_at"], *(t.at for t in seg["welcome"]), *(t.at for t in seg["told"])])
+        engagements = {t.engagement for _, _, t in heard}
+        for at, order, seq, listed in rosters:
+            heard += [(at, order, Told(eid, at, seq, False)) for eid in engagements - listed]
+        by_engagement: dict[str, list[tuple[float, int, Told]]] = defaultdict(list)
+        for item in heard:
+            by_engagement[item[2].engagement].append(item)
+        for eid, said in by_engagement.items():
+            views[eid] += _tenures(agent, sorted(said, key=lambda item: item[:2]))
+    problems = []
+    for eid, tenures in sorted(views.items()):
+        tenures.sort(key=lambda v: v.start)
+        for i, a in enumerate(tenures):
+            for b in tenures[i + 1 :]:
+                if b.start < a.end and b.agent != a.agent:
+                    until = min(a.end, b.end)
+                    problems.append(
+                        f"{eid}: {a.agent} (told at {a.start:.3f}, seq {a.seq}) and {b.agent} (told at "
+                        f"{b.start:.3f}, seq {b.seq}) both held it "
+                        + ("to the end" if until == math.inf else f"until {until:.3f}")
+                    )
+    return problems
+
+
+def _tenures(agent: str, said: list[tuple[float, int, Told]]) -> list[Tenure]:
+    tenures: list[Tenure] = []
+    since: Told | None = None
+    for at, _, t in said:
+        if t.mine and since is None:
+            since = t
+        elif not t.mine and since is not None:
+            tenures.append(Tenure(agent, since.at, at, since.seq))
+            since = None
+    if since is not None:
+        tenures.append(Tenure(agent, since.at, math.inf, since.seq))
+    return tenures

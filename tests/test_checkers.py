@@ -9,8 +9,8 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from loadtest.invariants import history_violations, violations, whereabouts
-from loadtest.seen import Continuity, Resumes, Segment, seq_continuity
-from protocol.model import AgentStatus, EngagementState, HistoryEntry
+from loadtest.seen import Continuity, Resumes, Segment, Told, double_assignments, seq_continuity, told
+from protocol.model import AgentStatus, Engagement, EngagementState, HistoryEntry
 from server.config import Directory
 from server.core.records import AgentRec, EngagementRec, Hold, Offer, OfferRef, QueueRec, WaitEntry
 from tests.support import agent, make_config, voice_queue
@@ -680,3 +680,141 @@ def test_a_fresh_start_after_the_server_lost_the_missed_events_is_accepted():
 def test_a_fresh_start_must_itself_be_continuous():
     c = continuity(socket([8, 9], head=7), socket([2, 4], head=1, resume_from=9, resumed=False, at=1))
     assert faults_of(c) == {"gaps": 1}
+
+
+# --- double_assignments: what the agents were told they held -----------------------------------------
+
+
+def mine(eid: str, at: float, seq: int = 0) -> Told:
+    return Told(eid, T0 + at, seq, True)
+
+
+def not_mine(eid: str, at: float, seq: int = 0) -> Told:
+    return Told(eid, T0 + at, seq, False)
+
+
+def desk(
+    agent: str,
+    *told: Told,
+    welcome: tuple[Told, ...] = (),
+    at: float = 0,
+    resume_from: int | None = None,
+    resumed: bool = False,
+) -> Segment:
+    """One socket of `agent`, welcomed at `at` (server time, relative to T0)."""
+    return Segment(
+        agent=agent,
+        node=0,
+        opened=T0 + at,
+        resume_from=resume_from,
+        resumed=resumed,
+        head=0,
+        seqs=[],
+        closed=None,
+        code=None,
+        reason="",
+        welcomed_at=T0 + at,
+        welcome=list(welcome),
+        told=list(told),
+    )
+
+
+def test_what_a_snapshot_tells_an_agent():
+    channel = DIRECTORY.queues["voice"].channel
+    history = [step(0, "created"), step(2, "offered", agent="ann"), step(3, "accepted", agent="ann")]
+    active = Engagement(
+        id="e1",
+        queue="voice",
+        queue_name="Voice",
+        channel=channel,
+        state=S.ACTIVE,
+        agent="ann",
+        history=history,
+        created_at=T0,
+    )
+    assert told("ann", active, 7) == Told("e1", T0 + 3, 7, True)
+    assert told("ben", active, 7) == Told("e1", T0 + 3, 7, False)
+    ringing = replace(active, state=S.OFFERED, agent=None, history=history[:2])
+    assert told("ann", ringing, 6) == Told("e1", T0 + 2, 6, False)
+    for state in (S.WRAP_UP, S.ASSIGNED, S.OPEN):
+        assert told("ann", replace(active, state=state), 8).mine
+    closed = replace(active, state=S.CLOSED, history=[*history, step(9, "closed", agent="ann")])
+    assert told("ann", closed, 9) == Told("e1", T0 + 9, 9, False)
+
+
+def test_two_agents_told_they_hold_the_same_call_is_caught():
+    ann = desk("ann", mine("e1", 10, seq=3), not_mine("e1", 20, seq=4))
+    ben = desk("ben", mine("e1", 15, seq=7), not_mine("e1", 25, seq=8))
+    assert double_assignments([ann, ben]) == [
+        f"e1: ann (told at {T0 + 10:.3f}, seq 3) and ben (told at {T0 + 15:.3f}, seq 7) "
+        f"both held it until {T0 + 20:.3f}"
+    ]
+
+
+def test_a_clean_hand_over_by_transfer_is_not_flagged():
+    ann = desk("ann", mine("e1", 10), mine("e1", 12), not_mine("e1", 20))  # assigned, opened, transferred away
+    ben = desk("ben", mine("e1", 20), mine("e1", 21), not_mine("e1", 30))  # assigned by that transfer, opened, resolved
+    assert double_assignments([ann, ben]) == []
+
+
+def test_a_call_passed_back_and_forth_is_not_flagged():
+    ann = desk("ann", mine("e1", 10), not_mine("e1", 12), mine("e1", 14), not_mine("e1", 18))
+    ben = desk("ben", mine("e1", 12), not_mine("e1", 14))
+    assert double_assignments([ann, ben]) == []
+
+
+def test_rings_of_a_ring_all_call_are_not_holds():
+    ann = desk("ann", not_mine("e3", 10), mine("e3", 11), not_mine("e3", 20))
+    ben = desk("ben", not_mine("e3", 10))  # rung too; its ring_cancelled carries no snapshot
+    assert double_assignments([ann, ben]) == []
+
+
+def test_an_agent_never_told_a_call_left_them_is_caught_when_it_goes_to_another():
+    ann = desk("ann", mine("e1", 10))
+    ben = desk("ben", mine("e1", 20))
+    problems = double_assignments([ann, ben])
+    assert len(problems) == 1 and problems[0].endswith("both held it to the end"), problems
+
+
+def test_a_replay_after_the_welcome_still_ends_the_hold_when_it_ended():
+    ann_before = desk("ann", mine("e1", 10))
+    ann_back = desk("ann", not_mine("e1", 20), resume_from=1, resumed=True, at=30)  # the replay follows the welcome
+    ben = desk("ben", mine("e1", 20))
+    assert double_assignments([ann_back, ben, ann_before]) == []
+
+
+def test_a_hand_over_an_agent_only_hears_of_from_its_next_welcome_is_caught():
+    ann_before = desk("ann", mine("e1", 10))
+    ann_back = desk("ann", resume_from=1, resumed=True, at=30)  # resumed, yet the hand-over never replayed
+    ben = desk("ben", mine("e1", 20))
+    problems = double_assignments([ann_before, ann_back, ben])
+    assert len(problems) == 1 and problems[0].endswith(f"both held it until {T0 + 30:.3f}"), problems
+
+
+def test_a_welcome_that_no_longer_lists_a_call_ends_the_hold():
+    ann_before = desk("ann", mine("e1", 10))
+    ann_back = desk("ann", resume_from=1, resumed=True, at=15)
+    ben = desk("ben", mine("e1", 20))
+    assert double_assignments([ann_before, ann_back, ben]) == []
+
+
+def test_a_welcome_listing_a_call_another_agent_holds_is_caught():
+    ann = desk("ann", welcome=(mine("e1", 25),), resume_from=1, resumed=True, at=30)
+    ben = desk("ben", mine("e1", 20))
+    problems = double_assignments([ann, ben])
+    assert len(problems) == 1 and problems[0].startswith(f"e1: ben (told at {T0 + 20:.3f}"), problems
+
+
+def test_a_fresh_start_does_not_blame_an_agent_for_what_it_could_not_hear():
+    ann_before = desk("ann", mine("e1", 10), mine("e2", 12))  # e2 is the last ann heard of before the drop
+    ann_fresh = desk("ann", welcome=(mine("e2", 12),), resume_from=5, resumed=False, at=40)  # events lost
+    ben = desk("ben", mine("e1", 20))
+    assert double_assignments([ann_before, ann_fresh, ben]) == []
+
+
+def test_a_fresh_start_still_catches_a_call_given_away_while_the_agent_heard_it_was_theirs():
+    ann_before = desk("ann", mine("e1", 10), mine("e2", 12))
+    ann_fresh = desk("ann", welcome=(mine("e2", 12),), resume_from=5, resumed=False, at=40)
+    ben = desk("ben", mine("e1", 11))
+    problems = double_assignments([ann_before, ann_fresh, ben])
+    assert len(problems) == 1 and problems[0].endswith(f"both held it until {T0 + 12:.3f}"), problems
