@@ -5,7 +5,8 @@ center: a manual voice queue, an auto-accept chat queue, an email queue and a ri
 with short ring timeouts, grace and node timeout, so that every fault resolves in seconds. Simulated
 agents (raw sockets, in worker processes) accept most rings, decline some, let some time out, talk
 for Exp(aht), end, wrap up, open and resolve emails. When a socket dies they reconnect to another
-node with `resume_from` and `epoch`, and they record every event `seq` they receive. Poisson arrivals
+node with `resume_from` and `epoch`, and they record every event `seq` they receive and what every
+snapshot (welcome, ring, engagement) told them they hold. Poisson arrivals
 go to the nodes (to another one when a node fails to answer: an arrival counts as created only once
 it got its 201), and a share of the callers hang up.
 
@@ -19,9 +20,12 @@ Faults, one at a time, on a schedule drawn from the seed:
 Once the arrivals stop, the cluster settles (bounded in time), the agents sign off, the nodes stop,
 and every engagement, agent and queue record is read straight from Redis and checked: the invariants
 of DESIGN.md on the final records and over every history (loadtest/invariants.py); every engagement
-that got a 201 exists and is final or consistently waiting, ringing or held (else it is lost); each
-agent's stream of seqs is continuous (after a resumed welcome no gap and no repeat, after
-`resumed: false` a fresh start); no agent is still counted connected once every socket has closed.
+that got a 201 exists and is final or consistently waiting, ringing or held (else it is lost). What
+the agents saw on the wire is checked too (loadtest/seen.py): each agent's stream of seqs is
+continuous (after a resumed welcome no gap and no repeat, after `resumed: false` a fresh start), and
+no two agents were told over overlapping stretches of the server's time that the same engagement was
+theirs, whatever the records kept in the end. No agent is still counted connected once every socket
+has closed.
 Per fault: the time to recover, until every node is ready and counted alive again, a new engagement
 got its 201 and an agent was offered work; and which sockets it closed that it should not have.
 """
