@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import groupby
 from typing import NamedTuple, TypedDict
 
@@ -84,7 +84,7 @@ def seq_continuity(segments: Iterable[Segment]) -> tuple[Continuity, Resumes]:
     out = Continuity(events=0, gaps=0, duplicates=0, backwards=0, stale_resumes=0, problems=[])
     resumes = Resumes(first_sign_ins=0, resumed=0, fresh=0)
     problems = out["problems"]
-    for _, sockets in groupby(sorted(segments, key=lambda s: (s["agent"], s["opened"])), key=lambda s: s["agent"]):
+    for _, sockets in _by_agent(segments):
         seen: set[int] = set()
         for seg in sockets:
             where = f"{seg['agent']} on node{seg['node']}"
@@ -143,28 +143,9 @@ def double_assignments(segments: Iterable[Segment]) -> list[str]:
     assignment it causes are one step), so views are half-open: [start, end).
     """
     views: dict[str, list[Tenure]] = defaultdict(list)
-    for agent, sockets in groupby(sorted(segments, key=lambda s: (s["agent"], s["opened"])), key=lambda s: s["agent"]):
-        heard: list[tuple[float, int, Told]] = []  # (server time, order received, what)
-        rosters: list[tuple[float, int, int, set[str]]] = []  # (server time, order received, seq, listed as theirs)
-        horizon = -math.inf
-        for seg in sockets:
-            fresh = seg["resume_from"] is not None and not seg["resumed"]
-            order = len(heard)
-            rosters.append((horizon if fresh else seg["welcomed_at"], order, seg["head"], set()))
-            for t in seg["welcome"]:
-                heard.append((t.at, order, t))
-                if t.mine:
-                    rosters[-1][3].add(t.engagement)
-            heard += [(t.at, len(heard) + i, t) for i, t in enumerate(seg["told"])]
-            horizon = max([horizon, seg["welcomed_at"], *(t.at for t in seg["welcome"]), *(t.at for t in seg["told"])])
-        engagements = {t.engagement for _, _, t in heard}
-        for at, order, seq, listed in rosters:
-            heard += [(at, order, Told(eid, at, seq, False)) for eid in engagements - listed]
-        by_engagement: dict[str, list[tuple[float, int, Told]]] = defaultdict(list)
-        for item in heard:
-            by_engagement[item[2].engagement].append(item)
-        for eid, said in by_engagement.items():
-            views[eid] += _tenures(agent, sorted(said, key=lambda item: item[:2]))
+    for agent, sockets in _by_agent(segments):
+        for eid, tenures in _views(agent, sockets).items():
+            views[eid] += tenures
     problems = []
     for eid, tenures in sorted(views.items()):
         tenures.sort(key=lambda v: v.start)
@@ -178,6 +159,33 @@ def double_assignments(segments: Iterable[Segment]) -> list[str]:
                         + ("to the end" if until == math.inf else f"until {until:.3f}")
                     )
     return problems
+
+
+def _by_agent(segments: Iterable[Segment]) -> Iterator[tuple[str, Iterator[Segment]]]:
+    """Each agent's sockets in the order it opened them (one after the other: one desk, one socket)."""
+    return groupby(sorted(segments, key=lambda s: (s["agent"], s["opened"])), key=lambda s: s["agent"])
+
+
+def _views(agent: str, sockets: Iterable[Segment]) -> dict[str, list[Tenure]]:
+    """Per engagement, the stretches over which what the agent's sockets were told made it theirs."""
+    heard: list[tuple[float, int, Told]] = []  # (server time, order received, what)
+    welcomes: list[tuple[float, int, int, set[str]]] = []  # (server time, order received, seq, listed as theirs)
+    horizon = -math.inf  # the latest server time the agent had heard of
+    for seg in sockets:
+        order = len(heard)
+        fresh = seg["resume_from"] is not None and not seg["resumed"]
+        listed = {t.engagement for t in seg["welcome"] if t.mine}
+        welcomes.append((horizon if fresh else seg["welcomed_at"], order, seg["head"], listed))
+        heard += [(t.at, order, t) for t in seg["welcome"]]
+        heard += [(t.at, len(heard) + i, t) for i, t in enumerate(seg["told"])]
+        horizon = max([horizon, seg["welcomed_at"], *(at for at, _, _ in heard[order:])])
+    engagements = {t.engagement for _, _, t in heard}
+    for at, order, seq, listed in welcomes:
+        heard += [(at, order, Told(eid, at, seq, False)) for eid in engagements - listed]
+    said: dict[str, list[tuple[float, int, Told]]] = defaultdict(list)
+    for item in sorted(heard, key=lambda item: item[:2]):
+        said[item[2].engagement].append(item)
+    return {eid: _tenures(agent, items) for eid, items in said.items()}
 
 
 def _tenures(agent: str, said: list[tuple[float, int, Told]]) -> list[Tenure]:
