@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
+from loadtest.chaos import Arrival, Plan, Records, analyse
 from loadtest.invariants import history_violations, violations, whereabouts
 from loadtest.seen import Continuity, Resumes, Segment, Told, double_assignments, seq_continuity, told
 from protocol.model import AgentStatus, Engagement, EngagementState, HistoryEntry
@@ -818,3 +819,51 @@ def test_a_fresh_start_still_catches_a_call_given_away_while_the_agent_heard_it_
     ben = desk("ben", mine("e1", 11))
     problems = double_assignments([ann_before, ann_fresh, ben])
     assert len(problems) == 1 and problems[0].endswith(f"both held it until {T0 + 12:.3f}"), problems
+
+
+# --- the chaos report: every checker's findings reach it ----------------------------------------------
+
+
+def report_of(c: Center, arrivals: list[str], segments: list[Segment]) -> dict[str, object]:
+    """What `python -m loadtest chaos` would report for these records and sockets, faults aside."""
+    part = {
+        "segments": segments,
+        "offered": {},
+        "errors": {},
+        "answers": {},
+        "failed_connects": 0,
+        "requests": 0,
+        "signed_in": len(AGENTS),
+        "crashed": [],
+        "cpu_s": 0.0,
+    }
+    posted = [Arrival(n, "voice", T0, answered=T0, eid=eid) for n, eid in enumerate(arrivals)]
+    records = Records(list(c.engagements.values()), list(c.agents.values()), list(c.queues.values()))
+    return analyse(Plan(), DIRECTORY, posted, [part], [], records, {})
+
+
+def a_quiet_center() -> Center:
+    """A call waiting and one abandoned, with no history to disagree with."""
+    c = Center()
+    c.waiting("e1")
+    c.ended("e2", "voice", S.ABANDONED)
+    return c
+
+
+def test_a_clean_run_reports_nothing_wrong():
+    report = report_of(a_quiet_center(), ["e1", "e2"], [desk("ann", mine("e3", 10), not_mine("e3", 20))])
+    assert report["lost"] == report["invariant_violations"] == 0
+    assert report["seq_gaps"] == report["double_assignments_seen_by_agents"] == 0
+
+
+def test_the_chaos_report_counts_what_each_checker_caught():
+    c = a_quiet_center()
+    c.agent("eve", holds={"e9": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    gap = Segment(**{**desk("ann"), "seqs": [1, 3]})  # type: ignore[typeddict-item]
+    report = report_of(c, ["e1", "e99"], [gap, desk("ben", mine("e3", 10)), desk("cat", mine("e3", 12))])
+    assert report["lost"] == 1 and report["lost_engagements"] == ["e99 (missing)"]
+    assert report["invariant_violations"] == 1 and report["violations"] == [
+        "eve holds e9 as email open, but it is missing"
+    ]
+    assert report["seq_gaps"] == 1
+    assert report["double_assignments_seen_by_agents"] == 1
