@@ -210,10 +210,8 @@ def test_a_waiting_call_with_an_agent_is_caught():
 
 def test_two_agents_on_one_call_is_caught():
     c = busy_center()
-    c.agent("ann", holds={"e8": Hold(DIRECTORY.queues["vip"].channel, S.WRAP_UP)}, offers={})
-    c.engagement("e2", offers=(), state=S.QUEUED)
-    c.line("voice", WaitEntry("e1", 0, T0), WaitEntry("e2", 0, T0))
-    assert c.violations() == ["ann holds e8 as voice wrap_up, but it is voice wrap_up for eve"]
+    c.agent("dan", holds={**c.agents["dan"].holds, "e7": Hold(DIRECTORY.queues["email"].channel, S.OPEN)})
+    assert c.violations() == ["dan holds e7 as email open, but it is email open for eve"]
 
 
 def test_an_agent_still_holding_a_finished_call_is_caught():
