@@ -5,7 +5,8 @@ center: a manual voice queue, an auto-accept chat queue, an email queue and a ri
 with short ring timeouts, grace and node timeout, so that every fault resolves in seconds. Simulated
 agents (raw sockets, in worker processes) accept most rings, decline some, let some time out, talk
 for Exp(aht), end, wrap up, open and resolve emails. When a socket dies they reconnect to another
-node with `resume_from` and `epoch`, and they record every event `seq` they receive. Poisson arrivals
+node with `resume_from` and `epoch`, and they record every event `seq` they receive and what every
+snapshot (welcome, ring, engagement) told them they hold. Poisson arrivals
 go to the nodes (to another one when a node fails to answer: an arrival counts as created only once
 it got its 201), and a share of the callers hang up.
 
@@ -19,9 +20,12 @@ Faults, one at a time, on a schedule drawn from the seed:
 Once the arrivals stop, the cluster settles (bounded in time), the agents sign off, the nodes stop,
 and every engagement, agent and queue record is read straight from Redis and checked: the invariants
 of DESIGN.md on the final records and over every history (loadtest/invariants.py); every engagement
-that got a 201 exists and is final or consistently waiting, ringing or held (else it is lost); each
-agent's stream of seqs is continuous (after a resumed welcome no gap and no repeat, after
-`resumed: false` a fresh start); no agent is still counted connected once every socket has closed.
+that got a 201 exists and is final or consistently waiting, ringing or held (else it is lost). What
+the agents saw on the wire is checked too (loadtest/seen.py): each agent's stream of seqs is
+continuous (after a resumed welcome no gap and no repeat, after `resumed: false` a fresh start), and
+no two agents were told over overlapping stretches of the server's time that the same engagement was
+theirs, whatever the records kept in the end. No agent is still counted connected once every socket
+has closed.
 Per fault: the time to recover, until every node is ready and counted alive again, a new engagement
 got its 201 and an agent was offered work; and which sockets it closed that it should not have.
 """
@@ -55,7 +59,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from loadtest.connections import API_KEY, SECRET, SUBPROTOCOL, agent_ids, issue_tokens, server_limits
-from loadtest.invariants import HELD, history_violations, violations
+from loadtest.invariants import HELD, history_violations, violations, whereabouts
+from loadtest.seen import Segment, double_assignments, seq_continuity, told
 from loadtest.servers import NodeProcess, RedisServer
 from loadtest.stats import percentiles
 from protocol.codec import JSON
@@ -200,7 +205,7 @@ _encode = msgspec.json.Encoder().encode
 class Tally:
     """What one worker's agents saw and did, sent back to the main process at the end."""
 
-    segments: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
     offered: dict[str, float] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     answers: Counter[str] = field(default_factory=Counter)
@@ -248,7 +253,7 @@ class Desk:
                 self.node = self._another_node()
                 await self._nap(0.05, 0.3)
                 continue
-            segment: dict[str, Any] = {
+            segment: Segment = {
                 "agent": self.agent,
                 "node": self.node,
                 "opened": time.time(),
@@ -259,12 +264,16 @@ class Desk:
                 "closed": None,
                 "code": None,
                 "reason": "",
+                "welcomed_at": welcome.server_time,
+                "welcome": [told(self.agent, e, welcome.seq) for e in welcome.engagements]
+                + [told(self.agent, ring.engagement, welcome.seq) for ring in welcome.offers],
+                "told": [],
             }
             self.tally.segments.append(segment)
             self.ws = ws
             self.connected.set()
             self._welcome(welcome)
-            reading = asyncio.ensure_future(self._read(ws, segment["seqs"]))
+            reading = asyncio.ensure_future(self._read(ws, segment))
             try:
                 await self._until(reading)
                 if not reading.done():  # the run is over: sign off
@@ -273,7 +282,9 @@ class Desk:
             finally:
                 self.connected.clear()
                 self.ws = None
-                segment.update(closed=time.time(), code=ws.close_code, reason=ws.close_reason or "")
+                segment["closed"] = time.time()
+                segment["code"] = ws.close_code
+                segment["reason"] = ws.close_reason or ""
                 for future in self.pending.values():
                     if not future.done():
                         future.set_result(None)
@@ -315,7 +326,7 @@ class Desk:
             raise Gone(f"expected welcome, got {type(frame).__name__}")
         return ws, frame, resume_from
 
-    async def _read(self, ws: ClientConnection, seqs: list[int]) -> None:
+    async def _read(self, ws: ClientConnection, segment: Segment) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for payload in ws:
                 frame = JSON.decode_server(payload)
@@ -325,8 +336,10 @@ class Desk:
                         future.set_result(frame)
                     continue
                 if isinstance(frame, Event) and frame.seq:
-                    seqs.append(frame.seq)
+                    segment["seqs"].append(frame.seq)
                     self.last_seq = max(self.last_seq, frame.seq)
+                if isinstance(frame, Ring | EngagementEvent):
+                    segment["told"].append(told(self.agent, frame.engagement, frame.seq))
                 if isinstance(frame, Ring):
                     self._ring(frame)
                 elif isinstance(frame, EngagementEvent):
@@ -865,62 +878,12 @@ async def _read_all(store: RedisStore, directory: Directory) -> Records:
 # --- the checks -----------------------------------------------------------------------------------
 
 
-def whereabouts(eng: EngagementRec, waiting: Counter[tuple[str, str]], agents: dict[str, AgentRec]) -> str:
-    """Where an engagement is: its final state, or waiting / ringing / held where the other records
-    agree, or `lost` (nowhere anyone would ever find it again)."""
-    if eng.state.is_final:
-        return eng.state.value
-    if eng.state is S.QUEUED and waiting[(eng.queue, eng.id)] == 1:
-        return "waiting"
-    ringing = eng.state is S.OFFERED and eng.offers
-    if ringing and all(o.id in agents.get(o.agent, AgentRec(id=o.agent)).offers for o in eng.offers):
-        return "ringing"
-    if eng.state in HELD and eng.agent is not None:
-        hold = agents.get(eng.agent, AgentRec(id=eng.agent)).holds.get(eng.id)
-        if hold is not None and hold.state is eng.state:
-            return "held"
-    return "lost"
-
-
-def seq_continuity(segments: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
-    """Per agent and socket: after a resumed welcome the seqs must go on from `resume_from` + 1 with no
-    gap and no repeat (the replay first, then live events); after a fresh welcome, from its `seq` + 1."""
-    gaps = duplicates = events = 0
-    problems: list[str] = []
-    resumes = {"first_sign_ins": 0, "resumed": 0, "fresh": 0}
-    for seg in sorted(segments, key=lambda s: (s["agent"], s["opened"])):
-        where = f"{seg['agent']} on node{seg['node']}"
-        if seg["resume_from"] is None:
-            resumes["first_sign_ins"] += 1
-            expected = seg["head"]
-        elif seg["resumed"]:
-            resumes["resumed"] += 1
-            expected = seg["resume_from"]
-            if seg["head"] < expected:
-                problems.append(f"{where}: resumed from {expected} but the welcome's seq is {seg['head']}")
-        else:
-            resumes["fresh"] += 1
-            expected = seg["head"]
-        for seq in seg["seqs"]:
-            events += 1
-            if seq == expected + 1:
-                expected = seq
-            elif seq > expected + 1:
-                gaps += seq - expected - 1
-                problems.append(f"{where}: seq {seq} after {expected}")
-                expected = seq
-            else:
-                duplicates += 1
-                problems.append(f"{where}: seq {seq} again (after {expected})")
-    return {"events": events, "gaps": gaps, "duplicates": duplicates, "problems": problems[:20]}, resumes
-
-
 def _first_after(times: Iterable[float], after: float) -> float | None:
     return min((t for t in times if t >= after), default=None)
 
 
 def fault_outcomes(
-    faults: list[dict[str, Any]], arrivals: list[Arrival], offered: dict[str, float], segments: list[dict[str, Any]]
+    faults: list[dict[str, Any]], arrivals: list[Arrival], offered: dict[str, float], segments: list[Segment]
 ) -> list[dict[str, Any]]:
     """Per fault: when the cluster had recovered (whole again, a new engagement answered 201 and an
     agent offered work, all after the fault ended; for a node, also written off), and the sockets it
@@ -967,7 +930,7 @@ def fault_outcomes(
     return outcomes
 
 
-def stray_fencing(faults: list[dict[str, Any]], segments: list[dict[str, Any]]) -> int:
+def stray_fencing(faults: list[dict[str, Any]], segments: list[Segment]) -> int:
     """Sockets closed as `presumed dead` outside the moment a paused node woke: a node that went on
     fencing the sockets it should have been serving."""
     windows = [
@@ -997,22 +960,16 @@ def analyse(
         for eid, at in part["offered"].items():
             offered[eid] = min(at, offered.get(eid, at))
     engs = {e.id: e for e in records.engagements}
-    agents = {a.id: a for a in records.agents}
-    waiting = Counter((q.id, w.engagement) for q in records.queues for w in q.waiting)
     created = [a for a in arrivals if a.eid is not None]
-    where: Counter[str] = Counter()
-    lost: list[str] = []
-    for arrival in created:
-        eng = engs.get(arrival.eid or "")
-        place = "lost" if eng is None else whereabouts(eng, waiting, agents)
-        where[place] += 1
-        if place == "lost":
-            lost.append(f"{arrival.eid} ({'missing' if eng is None else eng.state.value})")
+    places = whereabouts([a.eid for a in created if a.eid], records.engagements, records.agents, records.queues)
+    where = Counter(places.values())
+    lost = [f"{eid} ({engs[eid].state if eid in engs else 'missing'})" for eid, p in places.items() if p == "lost"]
     answered = {a.eid for a in created}
     orphans = [e for e in engs.values() if e.id not in answered]
     problems = violations(directory, records.agents, records.engagements, records.queues)
     problems += history_violations(directory, records.engagements)
     seq, resumes = seq_continuity(segments)
+    doubles = double_assignments(segments)
     outcomes = fault_outcomes(faults, arrivals, offered, segments)
     by_kind: dict[str, dict[str, Any]] = {}
     for o in outcomes:
@@ -1048,14 +1005,17 @@ def analyse(
         "lost": len(lost),
         "lost_engagements": lost[:20],
         "violations": problems[:50],
-        "violation_count": len(problems),
+        "invariant_violations": len(problems),
+        "double_assignments_seen_by_agents": len(doubles),
+        "double_assignments": doubles[:20],
+        "seq_gaps": seq["gaps"],
         "faults": outcomes,
         "faults_by_kind": by_kind,
         "faults_injected": len(outcomes),
         "faults_recovered": sum(1 for o in outcomes if o["recovered"]),
         "stray_fencing": stray_fencing(faults, segments),
         "resumes": resumes,
-        "seq": seq,
+        "seq": {**seq, "problems": seq["problems"][:20]},
         "ghost_sessions": {a: dict(s) for a, s in ghosts.items()},
         "connections": {
             "opened": len(segments),
@@ -1066,6 +1026,7 @@ def analyse(
             "signed_in": sum(p["signed_in"] for p in parts),
             "crashed": [c for p in parts for c in p["crashed"]],
             "requests": sum(p["requests"] for p in parts),
+            "snapshots_seen": sum(len(s["welcome"]) + len(s["told"]) for s in segments),
             "answers": dict(answers),
             "errors": dict(errors.most_common()),
         },
@@ -1183,11 +1144,14 @@ def summary(report: dict[str, Any]) -> str:
         )
     lines += [
         f"resumes: {resumes['resumed']} resumed, {resumes['fresh']} fresh (besides {resumes['first_sign_ins']} "
-        f"first sign-ins); seq: {seq['events']} events, {seq['gaps']} gaps, {seq['duplicates']} duplicates",
-        f"invariant violations: {report['violation_count']}; agents still counted connected at the end: "
+        f"first sign-ins); seq: {seq['events']} events, {seq['gaps']} gaps, {seq['duplicates']} duplicates, "
+        f"{seq['backwards']} going backwards, {seq['stale_resumes']} resumes behind the agent",
+        f"invariant violations: {report['invariant_violations']}; double assignments seen by agents: "
+        f"{report['double_assignments_seen_by_agents']}; agents still counted connected at the end: "
         f"{len(report['ghost_sessions'])}; sockets fenced outside a pause: {report['stray_fencing']}",
     ]
     lines += [f"  violation: {v}" for v in report["violations"][:10]]
+    lines += [f"  seen twice: {x}" for x in report["double_assignments"][:10]]
     lines += [f"  lost: {x}" for x in report["lost_engagements"][:10]]
     lines += [f"  seq: {x}" for x in seq["problems"][:10]]
     return "\n".join(lines)
