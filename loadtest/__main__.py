@@ -135,6 +135,40 @@ def cmd_fanout(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict
     return report, {f"{name} delivery latency": figures["latency"] for name, figures in results.items()}
 
 
+def cmd_scale(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import fanout, routing, scale
+
+    counts = [int(n) for n in args.nodes.split(",")]
+    rows = scale.setups(counts, args.one_on_redis)
+    if args.work == "fanout":
+        plan = fanout.Plan(
+            clients=args.clients,
+            duration=args.duration,
+            workers=args.workers,
+            rate=args.rate,
+            queue_size=args.queue_size,
+            streams=args.streams,
+        )
+
+        def make_row(setup: scale.Setup, bar: Callable[[str, int, int], None]) -> dict[str, Any]:
+            return scale.fanout_row(setup, plan, bar)
+
+    else:
+        rplan = routing.Plan(
+            agents=args.agents, rate=args.rate, aht=args.aht, duration=args.duration, workers=args.workers
+        )
+
+        def make_row(setup: scale.Setup, bar: Callable[[str, int, int], None]) -> dict[str, Any]:
+            return scale.routing_row(setup, rplan, bar)
+
+    with progress_bar() as bar:
+        report = scale.run(args.work, rows, make_row, bar)
+    report["plan"] = vars(args) | {"json": str(args.json) if args.json else None, "func": None}
+    print(scale.summary(report))
+    latency = {row["setup"]: {"p50_ms": row["p50_ms"], "p99_ms": row["p99_ms"]} for row in report["rows"]}
+    return report, latency
+
+
 def cmd_connections(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     from loadtest import connections
     from loadtest.cluster import center
@@ -313,6 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     chaos.add_argument("--workdir", type=Path, help="keep the config, node logs and Redis files here")
     chaos.set_defaults(func=cmd_chaos)
 
+    scale = sub.add_parser("scale", help="CPU per unit of work of every node and Redis, for 1, 2, 3... nodes")
+    scale.add_argument("work", choices=["fanout", "routing"])
+    scale.add_argument("--nodes", default="1,2,3", help="node counts, comma-separated (1: in memory)")
+    scale.add_argument("--one-on-redis", action="store_true", help="also one node on Redis")
+    scale.add_argument("--duration", type=float, default=15.0, help="seconds of offered load per row")
+    scale.add_argument("--rate", type=float, default=0.0, help="fragments (fanout) or arrivals (routing) per second")
+    scale.add_argument("--clients", type=int, default=200, help="fanout: agents, each with one active call")
+    scale.add_argument("--streams", type=int, default=4, help="fanout: publishing sockets per node")
+    scale.add_argument("--queue-size", type=int, default=100, help="fanout: agents per queue")
+    scale.add_argument("--agents", type=int, default=500, help="routing: agents in the one queue")
+    scale.add_argument("--aht", type=float, default=2.0, help="routing: mean handle time, seconds")
+    scale.add_argument("--workers", type=int, default=2, help="load generator processes for the agents")
+    scale.set_defaults(func=cmd_scale)
+
     config = sub.add_parser("config", help="print a scenario's server configuration (for --url)")
     config.add_argument("which", choices=["routing", "fanout", "connections", "storm"])
     config.add_argument("--agents", type=int, default=100)
@@ -325,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario.add_argument(
             "--queue-size", type=int, default=100, help="agents per queue (routing reads every member of a queue)"
         )
-    for scenario in (search, routing, fan, conns, storm, chaos):
+    for scenario in (search, routing, fan, conns, storm, chaos, scale):
         scenario.add_argument("--json", type=Path, help="write the figures here (and a histogram PNG beside)")
     args = parser.parse_args(argv)
     result, rows = args.func(args)

@@ -570,11 +570,12 @@ def run_system(kind: str, plan: Plan, center: Center, progress: Callable[[str, i
         window.end_at.value = window.start_at.value + plan.duration
         window.go.set()
         time.sleep(max(0.0, window.start_at.value - time.time()))
-        cpu_start = center.server_cpu_s()
+        cpu_start, redis_start = center.server_cpu_s(), center.redis_cpu_s()
         while (now := time.time()) < window.end_at.value:
             progress(f"{label} stream", round(now - window.start_at.value), round(plan.duration))
             time.sleep(min(0.2, window.end_at.value - now))
         cpu_window = center.server_cpu_s() - cpu_start
+        redis_window = center.redis_cpu_s() - redis_start
         sent = [sent_results.get(timeout=60) for _ in publishers]
         acked = sum(s["acked"] for s in sent)
         drain_until = time.time() + 10
@@ -619,6 +620,7 @@ def run_system(kind: str, plan: Plan, center: Center, progress: Callable[[str, i
         "publishing_sockets": len(streams),
         "server_processes": len(center.ws_urls),
         "server_cpu_pct": round(100 * cpu_window / plan.duration, 1) if center.pids else None,
+        "window_cpu_s": {"nodes": round(cpu_window, 3), "redis": round(redis_window, 3)},
         "load_generator_cpu_pct": round(100 * generator_window / plan.duration, 1),
         "load_generator_cpu_s": round(sum(p["cpu_s"] for p in parts) + sum(s["cpu_s"] for s in sent), 2),
         "_latencies_ms": [x * 1000 for x in latencies],

@@ -361,10 +361,12 @@ def run(plan: Plan, center: Center, progress: Callable[[str, int, int], None]) -
     outcome = Outcome()
     expected = int(plan.rate * plan.duration)
     started = time.perf_counter()
+    cpu_before = center.server_cpu_s(), center.redis_cpu_s()
     uvloop.run(arrivals(center.http_urls, center.api_key, plan, outcome, lambda n: progress("arrivals", n, expected)))
     drain_deadline = time.perf_counter() + 10 * plan.aht + 30
     uvloop.run(_wait_for_completion(center, outcome, plan, drain_deadline, progress))
     wall = time.perf_counter() - started
+    cpu_after = center.server_cpu_s(), center.redis_cpu_s()
     stop.set()
     for _ in workers:
         part = results.get(timeout=60)
@@ -379,6 +381,11 @@ def run(plan: Plan, center: Center, progress: Callable[[str, int, int], None]) -
     me = os.times()
     report["load_generator_cpu_s"] = round(outcome.worker_cpu_s + me.user + me.system, 2)
     report["wall_s"] = round(wall, 2)
+    # from the first arrival until every engagement is done (agents signing in excluded)
+    report["work_cpu_s"] = {
+        "nodes": round(cpu_after[0] - cpu_before[0], 3),
+        "redis": round(cpu_after[1] - cpu_before[1], 3),
+    }
     return report, outcome
 
 

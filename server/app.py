@@ -106,7 +106,6 @@ def create_app(
             prefix=redis_prefix,
             log_size=config.server.event_log_size,
             queue_members=members,
-            publish=True,
             retention_s=config.server.retention_s,
         )
         broker = RedisBroker(client, prefix=redis_prefix, node_id=node_id)

@@ -21,11 +21,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from protocol.codes import CloseCode, ErrorCode
+from protocol.model import Engagement
 from server.bus.base import Broker, Delivery
 from server.config import Directory
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.tx import Changes, IdSource, Snapshot, Tx
+from server.core.views import engagement_view
 from server.metrics import Metrics
 from server.reporting import ReportFile
 from server.search import Searcher
@@ -176,6 +178,15 @@ class Node:
             self._wake.set()
         return committed.result
 
+    async def engagement(self, engagement_id: str) -> Engagement | None:
+        """An engagement as clients see it, read outside any transaction (its transcript's head gives
+        how many lines it has)."""
+        eng = await self.store.engagement(engagement_id)
+        if eng is None:
+            return None
+        talk = await self.store.talk(engagement_id)
+        return engagement_view(self.dir, eng, talk.count if talk else 0)
+
     async def start(self) -> None:
         self.broker.on_failure(lambda operation: self.metrics.broker_errors.labels(operation).inc())
         await self.broker.start()
@@ -318,6 +329,7 @@ class Node:
         )
         for session in list(self.sessions):
             session.fail(CloseCode.GOING_AWAY, "this node was presumed dead; reconnect")
+        await self.broker.join(self.node_id)
         await self.store.forget_node(old)
         await self.store.heartbeat(self.node_id, self.clock())
 

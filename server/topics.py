@@ -3,8 +3,16 @@
 SUPERVISORS = "supervisors"
 
 
+AGENT = "agent:"
+
+
 def agent_topic(agent_id: str) -> str:
-    return f"agent:{agent_id}"
+    return f"{AGENT}{agent_id}"
+
+
+def agent_of(topic: str) -> str | None:
+    """The agent a topic is for, None for any other topic."""
+    return topic[len(AGENT) :] if topic.startswith(AGENT) else None
 
 
 def consumer_topic(engagement_id: str) -> str:

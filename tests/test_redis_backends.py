@@ -99,21 +99,29 @@ async def test_the_broker_resubscribes_after_redis_restarts_and_asks_handlers_to
 
 
 async def test_a_node_subscribes_to_a_topic_once_however_many_local_sockets_want_it(shared_redis: RedisServer):
+    """An agent's events are addressed to the nodes in its `where` set; other topics have a channel each."""
     client = Redis.from_url(shared_redis.url)
     broker = RedisBroker(client, prefix=f"t{uuid.uuid4().hex[:8]}", node_id="n1")
     await broker.start()
-    channel = broker.keys.channel("agent:ann")
+    channel = broker.keys.channel("supervisors")
 
     async def subscribers() -> int:
         return int(dict(await client.pubsub_numsub(channel))[channel.encode()])
 
+    async def nodes_of_ann() -> set[bytes]:
+        return set(await client.smembers(broker.keys.where("ann")))  # type: ignore[misc]
+
     try:
         first = await broker.subscribe("agent:ann", lambda d: None)
         second = await broker.subscribe("agent:ann", lambda d: None)
-        assert await subscribers() == 1
+        watching = [await broker.subscribe("supervisors", lambda d: None) for _ in range(2)]
+        assert await nodes_of_ann() == {b"n1"} and await subscribers() == 1
         await first()
-        assert await subscribers() == 1
+        await watching[0]()
+        assert await nodes_of_ann() == {b"n1"} and await subscribers() == 1
         await second()
+        await watching[1]()
+        assert await nodes_of_ann() == set()
         async with asyncio.timeout(5):
             while await subscribers() != 0:  # UNSUBSCRIBE is asynchronous on the server side
                 await asyncio.sleep(0.01)
@@ -130,7 +138,6 @@ async def test_while_redis_is_down_the_broker_refuses_as_unavailable_and_subscri
     failures: list[str] = []
     broker.on_failure(failures.append)
     await broker.start()
-    channel = broker.keys.channel("agent:ann")
     try:
         private_redis.stop(kill=True)
         async with asyncio.timeout(10):
@@ -155,7 +162,7 @@ async def test_while_redis_is_down_the_broker_refuses_as_unavailable_and_subscri
                     break
                 except Refused:
                     await asyncio.sleep(0.05)
-        assert int(dict(await client.pubsub_numsub(channel))[channel.encode()]) == 1
+        assert set(await client.smembers(broker.keys.where("ann"))) == {b"n1"}  # type: ignore[misc]
         event = StatusEvent(seq=2, status=AgentStatus.NOT_READY, reason="lunch")
         await broker.publish([Delivery("agent:ann", event)])
         async with asyncio.timeout(5):

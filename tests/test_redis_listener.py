@@ -15,6 +15,7 @@ from protocol.frames import StatusEvent
 from protocol.model import AgentStatus
 from server.bus.base import Delivery
 from server.bus.redis import RedisBroker
+from server.redis_layout import frame
 
 
 class Connection:
@@ -53,25 +54,61 @@ class PubSub:
         return None
 
 
+class Pipeline:
+    """The broker files its agents in their `where` sets again after a reconnect: this one records it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def sadd(self, key: str, member: str) -> None:
+        self.client.where.setdefault(key, set()).add(member)
+
+    def srem(self, key: str, member: str) -> None:
+        self.client.where.get(key, set()).discard(member)
+
+    async def execute(self) -> None:
+        return None
+
+
 class Client:
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
+        self.where: dict[str, set[str]] = {}
 
     def pubsub(self) -> PubSub:
         return self._pubsub
 
+    def register_script(self, text: str) -> None:
+        return None
+
+    async def sadd(self, key: str, member: str) -> None:
+        self.where.setdefault(key, set()).add(member)
+
+    def pipeline(self, transaction: bool) -> Pipeline:
+        return Pipeline(self)
+
 
 async def test_the_listener_survives_a_reconnect_that_fails_on_a_closed_transport_and_delivers_again():
     pubsub = PubSub()
-    broker = RedisBroker(Client(pubsub), prefix="t", node_id="n1")  # type: ignore[arg-type]
+    client = Client(pubsub)
+    broker = RedisBroker(client, prefix="t", node_id="n1")  # type: ignore[arg-type]
     await broker.start()
     got: list[Delivery] = []
     await broker.subscribe("agent:ann", got.append)
+    where = broker.keys.where("ann")
+    client.where.clear()  # as a Redis that lost its data would have it
 
     pubsub.inbox.put_nowait(RuntimeError("unable to perform operation on <TCPTransport closed=True>"))
     event = StatusEvent(status=AgentStatus.READY)
-    channel = broker.keys.channel("agent:ann").encode()
-    pubsub.inbox.put_nowait({"type": "message", "channel": channel, "data": b"7|" + msgspec.msgpack.encode(event)})
+    channel = broker.keys.node_channel("n1").encode()
+    batch = frame("agent:ann", 7, msgspec.msgpack.encode(event))
+    pubsub.inbox.put_nowait({"type": "message", "channel": channel, "data": batch})
     deadline = time.monotonic() + 5
     while len(got) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -79,6 +116,7 @@ async def test_the_listener_survives_a_reconnect_that_fails_on_a_closed_transpor
         # told to catch up from the log (events published meanwhile were missed), then live again
         assert [d.frame for d in got] == [None, msgspec.structs.replace(event, seq=7)]
         assert pubsub.connection.disconnects == 1  # the broken connection dropped, for a clean one
+        assert client.where == {where: {"n1"}}  # back in the agent's `where` set after the reconnect
         assert await broker.ping() is True
     finally:
         await broker.close()

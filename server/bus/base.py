@@ -68,6 +68,11 @@ class Broker(Protocol):
         """Open connections; after this, `subscribe` and `publish` work."""
         ...
 
+    async def join(self, node_id: str) -> None:
+        """The node goes on under a new id (it was presumed dead while alive): what is addressed to the
+        node (its agents' events) is addressed to the new id from now on."""
+        ...
+
     def on_resync(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever deliveries may have been missed (after a reconnect)."""
         ...

@@ -18,6 +18,9 @@ class MemoryBroker:
     async def start(self) -> None:
         return None
 
+    async def join(self, node_id: str) -> None:
+        return None  # one node: everything published here is this node's
+
     def on_resync(self, callback: Callable[[], None]) -> None:
         self.hub.resync_callbacks.append(callback)
 

@@ -1,15 +1,18 @@
 """The shared broker: Redis pub/sub between nodes, this node's hub for its own sockets.
 
-One channel per topic (`sb:{sb}:ev:agent:alice`), subscribed while at least one local socket wants
-it. Each delivery is encoded once (MessagePack) and published once, whatever the number of nodes and
-sockets that receive it; what a transaction sends is published by the store's commit script itself,
-in the same round trip, so an event is never logged without being published. Pub/sub is
-at-most-once: when the subscription connection drops, the broker reconnects and re-subscribes by
-itself, and then tells every local handler to resync (read what it missed from the store's per-agent
-log), which is how nothing is lost across a Redis blip. While Redis is out of reach, `publish` and
-`subscribe` raise `Refused(UNAVAILABLE)`, as the store does, so that callers answer with the typed
-error (a socket signing in is closed with 1013) rather than fail on a raw connection error; every
-failure, and every loss of the subscription connection, is reported to the `on_failure` callbacks.
+An agent's events reach the nodes that have one of that agent's sockets: a node puts itself in the
+agent's `where` set when the agent's first local socket subscribes (and out when the last leaves),
+and the store's commit script publishes each agent event to the channel of every node in the set, in
+the same atomic step as the state change, batched with the rest of its group (one message per node
+per commit call: `server/redis_layout.py`). Other topics (supervisors, a watched engagement, a
+consumer) have a channel each, subscribed while a local socket wants it. Pub/sub is at-most-once:
+when the subscription connection drops, the broker reconnects and re-subscribes by itself, puts
+itself back in the `where` sets (a Redis that lost its data lost them too), and then tells every local
+handler to resync (read what it missed from the store's per-agent log), which is how nothing is lost
+across a Redis blip. While Redis is out of reach, `publish` and `subscribe` raise
+`Refused(UNAVAILABLE)`, as the store does, so that callers answer with the typed error (a socket
+signing in is closed with 1013) rather than fail on a raw connection error; every failure, and every
+loss of the subscription connection, is reported to the `on_failure` callbacks.
 """
 
 from __future__ import annotations
@@ -31,20 +34,22 @@ from protocol.frames import Event, Server, ServerFrame
 from server.bus.base import Delivery, Handler, Unsubscribe
 from server.bus.hub import Hub
 from server.core.errors import Refused
-from server.store.redis import Keys
+from server.redis_layout import Keys, entries, script
+from server.topics import agent_of
 
 log = logging.getLogger("switchboard.bus")
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Server).decode
 
 
-def _message(data: bytes) -> ServerFrame:
-    """`<seq>|<frame>`: the store's commit publishes an agent event with the seq it just gave it
-    (the frame itself was encoded before it had one); `0` keeps the frame as it is."""
-    head, _, blob = data.partition(b"|")
-    frame = _decode(blob)
-    seq = int(head)
-    return replace(cast(Event, frame), seq=seq) if seq else frame
+def _deliveries(message: bytes) -> list[Delivery]:
+    """The deliveries of one batch: an agent event gets the seq the commit gave it (its frame was
+    encoded before it had one); seq 0 keeps the frame as it is."""
+    out = []
+    for topic, seq, blob in entries(message):
+        frame: ServerFrame = _decode(blob)
+        out.append(Delivery(topic, replace(cast(Event, frame), seq=seq) if seq else frame))
+    return out
 
 
 class RedisBroker:
@@ -54,7 +59,9 @@ class RedisBroker:
         self.redis = client
         self.keys = Keys(prefix)
         self.hub = Hub()
-        self._control = self.keys.channel(f"node:{node_id}")
+        self.node_id = node_id
+        self._inbox = self.keys.node_channel(node_id)
+        self._publish = client.register_script(script("publish.lua", with_routing=True))
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._ready = False
@@ -62,7 +69,7 @@ class RedisBroker:
 
     async def start(self) -> None:
         self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self._control)
+        await self._pubsub.subscribe(self._inbox)
         self._ready = True
         self._listener = asyncio.create_task(self._listen(), name="switchboard-pubsub")
 
@@ -82,18 +89,27 @@ class RedisBroker:
         return Refused(ErrorCode.UNAVAILABLE, f"event broker unreachable ({type(exc).__name__})")
 
     async def publish(self, deliveries: Sequence[Delivery]) -> None:
+        """Deliveries no commit published (the store publishes what it commits): routed as the commit
+        routes them, in one call."""
+        keys: list[str] = []
+        plan: list[list[Any]] = []
+        blobs: list[bytes] = []
+        for delivery in deliveries:
+            agent = agent_of(delivery.topic)
+            blobs.append(_encode(delivery.frame))
+            if agent is not None:
+                keys.append(self.keys.where(agent))
+            plan.append([delivery.topic, len(keys) if agent is not None else 0, len(blobs) + 2])
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for delivery in deliveries:
-                    pipe.publish(self.keys.channel(delivery.topic), b"0|" + _encode(delivery.frame))
-                await pipe.execute()
+            await self._publish(keys=keys, args=[self.keys.channels, _encode(plan), *blobs])
         except (RedisError, OSError) as exc:
             raise self._unavailable("publish", exc) from exc
 
     async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe:
+        node = self.node_id  # the id it is filed under, should the node take another meanwhile
         if self.hub.add(topic, handler) and self._pubsub is not None:
             try:
-                await self._pubsub.subscribe(self.keys.channel(topic))
+                await self._listen_to(topic, node)
             except (RedisError, OSError) as exc:
                 # not subscribed: forget the handler, so the next socket for the topic subscribes afresh
                 self.hub.remove(topic, handler)
@@ -102,18 +118,62 @@ class RedisBroker:
         async def unsubscribe() -> None:
             if self.hub.remove(topic, handler) and self._pubsub is not None:
                 try:
-                    await self._pubsub.unsubscribe(self.keys.channel(topic))
+                    await self._stop_listening(topic, node)
                 except (RedisError, OSError):
-                    # a socket going away must not fail on it: at worst the channel's events keep
+                    # a socket going away must not fail on it: at worst the topic's events keep
                     # arriving here for no handler until the connection is re-established
                     self._failed("unsubscribe")
 
         return unsubscribe
 
+    async def _listen_to(self, topic: str, node: str) -> None:
+        """An agent's events come to this node's channel once it is in the agent's `where` set; any
+        other topic has its own channel."""
+        assert self._pubsub is not None
+        agent = agent_of(topic)
+        if agent is not None:
+            if not self._ready:  # this node's channel is not listened to: the agent's events would be lost
+                raise RedisError("the pub/sub connection is down")
+            await self.redis.sadd(self.keys.where(agent), node)
+        else:
+            await self._pubsub.subscribe(self.keys.channel(topic))
+
+    async def _stop_listening(self, topic: str, node: str) -> None:
+        assert self._pubsub is not None
+        agent = agent_of(topic)
+        if agent is not None:
+            await self.redis.srem(self.keys.where(agent), node)
+        else:
+            await self._pubsub.unsubscribe(self.keys.channel(topic))
+
+    async def join(self, node_id: str) -> None:
+        """The node goes on under a new id (it was written off while alive): hear its agents' events on
+        the new id's channel, and file the agents it still listens for under it."""
+        assert self._pubsub is not None
+        old, self.node_id = self.node_id, node_id
+        self._inbox = self.keys.node_channel(node_id)
+        try:
+            await self._pubsub.subscribe(self._inbox)
+            await self._pubsub.unsubscribe(self.keys.node_channel(old))
+            await self._refile(old)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable("subscribe", exc) from exc
+
+    async def _refile(self, old: str | None = None) -> None:
+        """Put this node in the `where` set of every agent it listens for (taking `old` out)."""
+        agents = [a for a in map(agent_of, self.hub.topics()) if a is not None]
+        if not agents:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for agent in agents:
+                if old is not None:
+                    pipe.srem(self.keys.where(agent), old)
+                pipe.sadd(self.keys.where(agent), self.node_id)
+            await pipe.execute()
+
     async def _listen(self) -> None:
         assert self._pubsub is not None
         pubsub = self._pubsub
-        prefix = len(self.keys.channel(""))
         backoff = 0.05
         while True:
             try:
@@ -134,22 +194,27 @@ class RedisBroker:
                 backoff = min(backoff * 2, 1.0)
                 continue
             if not self._ready:
-                # get_message reconnected and re-subscribed every channel; what was published in
-                # between is in the store's logs, so every local handler is asked to catch up.
+                # get_message reconnected and re-subscribed every channel; a Redis that lost its data
+                # lost the `where` sets too; what was published in between is in the store's logs, so
+                # every local handler is asked to catch up.
+                try:
+                    await self._refile()
+                except (RedisError, OSError):
+                    continue  # gone again: the next get_message fails and this starts over
                 self._ready = True
                 backoff = 0.05
                 log.warning("pub/sub reconnected; resyncing %d topics", len(self.hub.topics()))
                 self.hub.resync()
             if message is None or message.get("type") != "message":
                 continue
-            channel = message["channel"]
-            topic = (channel.decode() if isinstance(channel, bytes) else channel)[prefix:]
             try:
-                frame = _message(message["data"])
+                deliveries = _deliveries(message["data"])
             except (msgspec.DecodeError, ValueError):
-                log.error("undecodable event on %s dropped", topic)
+                log.error("undecodable events on %s dropped", message["channel"])
                 continue
-            self.hub.dispatch(Delivery(topic, frame))
+            dispatch = self.hub.dispatch
+            for delivery in deliveries:
+                dispatch(delivery)
 
     async def ping(self) -> bool:
         """Subscribed and listening: a listener that ended (whatever the reason) leaves the node deaf."""

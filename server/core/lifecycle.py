@@ -44,14 +44,13 @@ from server.core.records import (
     NextStatus,
     Offer,
     OfferRef,
-    Partial,
     Receipt,
     StatusStep,
     WaitEntry,
 )
 from server.core.routing import candidates, choose, has_room
 from server.core.tx import Tx
-from server.core.views import engagement_view, ring_frame
+from server.core.views import ring_frame
 from server.topics import consumer_topic, watch_topic
 
 S = EngagementState
@@ -121,7 +120,7 @@ def _notify(tx: Tx, eng: EngagementRec, agent_id: str | None = None) -> None:
     consumer hear of every change from the transaction itself (see `Tx.changes`)."""
     target = agent_id or eng.agent
     if target:
-        tx.emit(target, EngagementEvent(engagement=engagement_view(tx.dir, eng)))
+        tx.emit(target, EngagementEvent(engagement=tx.view(eng)))
 
 
 def _require(tx: Tx, engagement_id: str) -> EngagementRec:
@@ -326,7 +325,7 @@ def _ring(tx: Tx, eng: EngagementRec, agent_ids: list[str], routing: Routing | N
         ref = OfferRef(eng.id, eng.channel, expires_at)
         tx.put_agent(replace(agent, offers={**agent.offers, offer.id: ref}))
         tx.arm(ring_key(offer.id), expires_at)
-        tx.emit(offer.agent, ring_frame(tx.dir, eng, offer.id, expires_at, queue.ring_timeout_s))
+        tx.emit(offer.agent, ring_frame(tx.view(eng), offer.id, expires_at, queue.ring_timeout_s))
 
 
 def _start_auto(tx: Tx, eng: EngagementRec, agent_id: str, routing: Routing) -> None:
@@ -516,8 +515,10 @@ def accept(tx: Tx, agent_id: str, offer_id: str) -> EngagementRec:
 
 
 def _transcript_so_far(tx: Tx, eng: EngagementRec) -> None:
-    """On accept, the agent gets one `transcript` event with everything said before."""
-    if eng.agent and eng.transcript_count:
+    """On accept, the agent gets one `transcript` event with everything said before. Reading the head
+    (`tx.talk`) makes this commit fail if a line is kept meanwhile: that line, sent while the call was
+    not yet theirs, would reach neither the agent's event nor this one."""
+    if eng.agent and tx.talk(eng.id).count:
         tx.emit(eng.agent, TranscriptEvent(engagement=eng.id, fragments=tx.transcript(eng.id)))
 
 
@@ -640,7 +641,7 @@ def transfer(
 
 def _tell_former(tx: Tx, former: str, eng: EngagementRec) -> None:
     """The agent an engagement was taken from gets its snapshot (no longer theirs), to close it."""
-    tx.emit(former, EngagementEvent(engagement=engagement_view(tx.dir, eng)))
+    tx.emit(former, EngagementEvent(engagement=tx.view(eng)))
 
 
 def release(tx: Tx, agent_id: str, engagement_id: str) -> EngagementRec:
@@ -812,21 +813,23 @@ def send(tx: Tx, agent_id: str, engagement_id: str, text: str, subject: str | No
 
 def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> list[Fragment]:
     """Live transcript in: a final replaces the partial with the same id (or, without ids, that speaker's
-    latest partial), so nothing is shown twice. The handling agent and watchers get them in order.
+    latest partial), so nothing is shown twice. The handling agent and watchers get every fragment in
+    order; only finals are kept (a partial lives until its final replaces it, on the desktops).
 
-    `partials` is kept in the order its entries were last written (an update moves a partial to the
-    end), so a speaker's latest partial is their last entry: the one a recogniser that sends no ids is
-    still revising when it sends the final.
+    The engagement's record is read, never written: a line of transcript changes only the transcript's
+    head (`TalkRec`) and appends to its list, so a long call costs no more per line than a short one.
     """
     eng = _require(tx, engagement_id)
     if eng.channel is Channel.EMAIL or not tx.dir.queues[eng.queue].transcription:
         raise Refused(ErrorCode.NOT_ENABLED, f"Transcription is off for queue {eng.queue!r}")
     if eng.state.is_final:
         raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}")
-    partials = dict(eng.partials)
-    count, size = eng.transcript_count, eng.transcript_bytes
+    talk = tx.talk(engagement_id)
+    partials = dict(talk.partials)
+    count, size, made = talk.count, talk.size, talk.made
     limits = tx.dir.limits
     out: list[Fragment] = []
+    kept: list[Fragment] = []
     for f in incoming:
         if not f.speaker:
             raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker`")
@@ -835,22 +838,26 @@ def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> lis
             raise Refused(ErrorCode.TOO_LARGE, f"A fragment holds at most {limits.fragment_bytes} bytes of `text`")
         fid = f.id
         if fid is None:
-            fid = next((i for i, p in reversed(partials.items()) if p.speaker == f.speaker), None)
-        if fid is None or (fid not in partials and f.id is not None):
+            fid = next((i for i, speaker in reversed(partials.items()) if speaker == f.speaker), None)
+        if fid is None:
+            made += 1
+            fid = f"{eng.id}-f{made}"
+        partials.pop(fid, None)
+        fragment = Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now)
+        out.append(fragment)
+        if f.final:
             count += 1
-            fid = fid or f"{eng.id}-f{count}"
-        replaced = partials.pop(fid, None)
-        size += length - (replaced.size if replaced else 0)
-        if not f.final:
-            partials[fid] = Partial(f.speaker, length)
-        out.append(Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now))
+            size += length
+            kept.append(fragment)
+        else:
+            partials[fid] = f.speaker
     if count > limits.transcript_fragments:
         raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_fragments} fragments")
     if size > limits.transcript_bytes:
         raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_bytes} bytes")
-    eng = replace(eng, partials=partials, transcript_count=count, transcript_bytes=size)
-    tx.put_engagement(eng)
-    tx.put_fragments(eng.id, out)
+    tx.put_talk(replace(talk, count=count, size=size, made=made, partials=partials))
+    if kept:
+        tx.put_fragments(eng.id, kept)
     event = TranscriptEvent(engagement=eng.id, fragments=out)
     if eng.agent and eng.state in (S.ACTIVE, S.WRAP_UP):
         tx.emit(eng.agent, event)
@@ -918,7 +925,7 @@ def connect(tx: Tx, agent_id: str, node: str, resend_rings: bool) -> AgentRec:
         for offer_id, ref in agent.offers.items():
             eng = _require(tx, ref.engagement)
             timeout = tx.dir.queues[eng.queue].ring_timeout_s
-            tx.emit(agent_id, ring_frame(tx.dir, eng, offer_id, ref.expires_at, timeout))
+            tx.emit(agent_id, ring_frame(tx.view(eng), offer_id, ref.expires_at, timeout))
     route(tx, tx.dir.agent_queues(agent_id))
     return agent
 
@@ -1067,7 +1074,7 @@ def sign_in(tx: Tx, agent_id: str, node: str, fresh: bool) -> SignIn:
     held = [e for e in map(tx.engagement, agent.holds) if e is not None]
     if fresh:
         for eng in held:
-            if eng.transcript_count and eng.state in (S.ACTIVE, S.WRAP_UP):
+            if eng.state in (S.ACTIVE, S.WRAP_UP) and tx.talk(eng.id).count:
                 tx.emit(agent_id, TranscriptEvent(engagement=eng.id, fragments=tx.transcript(eng.id)))
     return standing(tx, agent_id)
 
@@ -1075,9 +1082,9 @@ def sign_in(tx: Tx, agent_id: str, node: str, fresh: bool) -> SignIn:
 def standing(tx: Tx, agent_id: str) -> SignIn:
     """What `welcome` shows of a signed-in agent, changing nothing (also the answer to a token refresh)."""
     agent = tx.agent(agent_id)
-    engagements = [engagement_view(tx.dir, e) for e in map(tx.engagement, agent.holds) if e is not None]
+    engagements = [tx.view(e) for e in map(tx.engagement, agent.holds) if e is not None]
     offers = []
     for offer_id, ref in agent.offers.items():
         eng = _require(tx, ref.engagement)
-        offers.append(ring_frame(tx.dir, eng, offer_id, ref.expires_at, tx.dir.queues[eng.queue].ring_timeout_s))
+        offers.append(ring_frame(tx.view(eng), offer_id, ref.expires_at, tx.dir.queues[eng.queue].ring_timeout_s))
     return SignIn(agent, engagements, offers)

@@ -116,14 +116,6 @@ class Offer(Struct, frozen=True, array_like=True, gc=False):
     expires_at: float
 
 
-class Partial(Struct, frozen=True, array_like=True, gc=False):
-    """A transcript fragment still being revised: whose, and how many bytes of text it holds now (so a
-    final that replaces it keeps the transcript's byte count exact)."""
-
-    speaker: str
-    size: int
-
-
 class Receipt(Struct, frozen=True, kw_only=True, gc=False):
     """A create made under an `Idempotency-Key`: the same key, until `expires_at`, gets the same
     engagement back; `digest` fingerprints the request, so another body under the key is refused."""
@@ -156,10 +148,24 @@ class EngagementRec(Struct, frozen=True, kw_only=True, gc=False):
     dispositions: tuple[str, ...] = ()
     messages: tuple[Message, ...] = ()
     thread_bytes: int = 0
-    transcript_count: int = 0
-    transcript_bytes: int = 0
-    partials: dict[str, Partial] = field(default_factory=dict)
     touched_at: float | None = None
     wrap_up_until: float | None = None
     ended_at: float | None = None
     history: tuple[HistoryEntry, ...] = ()
+
+
+class TalkRec(Struct, frozen=True, kw_only=True, gc=False):
+    """The head of an engagement's live transcript, apart from the engagement's record so that a line of
+    transcript never rewrites it (the lines themselves are appended to a list of their own).
+
+    `count` and `size` are the finals kept (partials are sent to the agent and watchers, never kept: the
+    final replaces them); `made` numbers the fragment ids this server gave; `partials` maps each open
+    partial's id to its speaker, in the order they were last written (an update moves one to the end),
+    so a speaker's latest partial is their last entry: the one a recogniser that sends no ids is still
+    revising when it sends the final."""
+
+    id: str
+    count: int = 0
+    size: int = 0
+    made: int = 0
+    partials: dict[str, str] = field(default_factory=dict)

@@ -12,6 +12,7 @@ an `agent_state` notice for supervisors for every agent the transaction touched.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Protocol
 
@@ -20,7 +21,7 @@ from msgspec import Struct, field
 from protocol.frames import AgentState, EngagementEvent, Event, StatusEvent
 from protocol.model import Activity, AgentStatus, Channel, Engagement, Fragment, HistoryEntry
 from server.config import Directory
-from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.core.views import conversation, engagement_view
 from server.topics import SUPERVISORS, consumer_topic, watch_topic
 
@@ -41,8 +42,13 @@ class Snapshot(Protocol):
 
     def queue(self, queue_id: str) -> QueueRec | None: ...
 
+    def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
+        """The head of the engagement's transcript. `relied=False` for a read that only shows its
+        figures (an engagement's snapshot): no commit needs to check it."""
+        ...
+
     def transcript(self, engagement_id: str) -> list[Fragment]:
-        """The engagement's transcript fragments, in order (consistent with its record's version)."""
+        """The engagement's kept transcript fragments, in order (consistent with its head's version)."""
         ...
 
     def receipt(self, key: str) -> Receipt | None:
@@ -54,7 +60,8 @@ class Changes(Struct, kw_only=True):
     """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it.
 
     `events` go to agents, with their `seq`, into their logs; `notices` go to other topics (consumers,
-    supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id.
+    supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id
+    (finals only: partials are sent, not kept), and `talks` the transcripts' heads.
 
     `retire` names the engagements that ended (closed, resolved, abandoned) with the time they are
     to be forgotten (`server.retention_s` on); `reports` are their final snapshots, for reporting, and
@@ -72,6 +79,7 @@ class Changes(Struct, kw_only=True):
     agents: dict[str, AgentRec] = field(default_factory=dict)
     engagements: dict[str, EngagementRec] = field(default_factory=dict)
     queues: dict[str, QueueRec] = field(default_factory=dict)
+    talks: dict[str, TalkRec] = field(default_factory=dict)
     events: list[tuple[str, Event]] = field(default_factory=list)
     notices: list[tuple[str, Event]] = field(default_factory=list)
     fragments: dict[str, list[Fragment]] = field(default_factory=dict)
@@ -120,7 +128,7 @@ def agent_state(directory: Directory, agent: AgentRec) -> AgentState:
 
 
 def engagement_notices(
-    directory: Directory, before: EngagementRec | None, after: EngagementRec
+    directory: Directory, before: EngagementRec | None, after: EngagementRec, view: Callable[[], Engagement]
 ) -> list[tuple[str, Event]]:
     """Who else hears of a change to an engagement: supervisors watching it (its snapshot, on any change
     of state, holder, queue, rings, dispositions or thread), and its consumer (on a change of state or
@@ -133,7 +141,7 @@ def engagement_notices(
         return (rec.state, rec.agent, rec.queue, rec.offers, rec.dispositions, len(rec.messages), len(rec.history))
 
     if seen(before) != seen(after):
-        out.append((watch_topic(after.id), EngagementEvent(engagement=engagement_view(directory, after))))
+        out.append((watch_topic(after.id), EngagementEvent(engagement=view())))
     consumer_side = (before.state, before.agent) if before else ()
     if after.channel in (Channel.CHAT, Channel.EMAIL) and consumer_side != (after.state, after.agent):
         out.append((consumer_topic(after.id), conversation(directory, after)))
@@ -160,6 +168,7 @@ class Tx:
         self._engagement_before: dict[str, EngagementRec | None] = {}
         self._queue_before: dict[str, QueueRec] = {}
         self._receipts: dict[str, Receipt] = {}
+        self._talks: dict[str, TalkRec] = {}
         self._weighed: set[str] = set()
         self._relied: set[str] = set()
 
@@ -228,6 +237,30 @@ class Tx:
             merged[fragment.id] = fragment
         return list(merged.values())
 
+    def talk(self, engagement_id: str) -> TalkRec:
+        """The head of the engagement's transcript, relied on: a fragment kept meanwhile makes the
+        commit fail, so whatever this transaction reads of the transcript is the whole of it."""
+        if engagement_id in self._talks:
+            return self._talks[engagement_id]
+        if self._made(engagement_id):
+            return TalkRec(id=engagement_id)
+        return self.snapshot.talk(engagement_id) or TalkRec(id=engagement_id)
+
+    def _made(self, engagement_id: str) -> bool:
+        """Whether this transaction made the engagement (there is nothing of it to read yet)."""
+        return engagement_id in self._engagement_before and self._engagement_before[engagement_id] is None
+
+    def put_talk(self, talk: TalkRec) -> None:
+        self._talks[talk.id] = talk
+
+    def view(self, eng: EngagementRec) -> Engagement:
+        """The engagement as clients see it (its transcript's figures read only to be shown; one made by
+        this transaction has none to read)."""
+        talk = self._talks.get(eng.id)
+        if talk is None and not self._made(eng.id):
+            talk = self.snapshot.talk(eng.id, relied=False)
+        return engagement_view(self.dir, eng, talk.count if talk else 0)
+
     def receipt(self, key: str) -> Receipt | None:
         """The idempotency receipt under `key`, None once it expired (a store may keep it a little longer)."""
         rec = self._receipts.get(key) or self.snapshot.receipt(key)
@@ -277,10 +310,10 @@ class Tx:
         reports: list[Engagement] = []
         for engagement_id, before in self._engagement_before.items():
             after = self._engagements[engagement_id]
-            notices += engagement_notices(self.dir, before, after)
+            notices += engagement_notices(self.dir, before, after, functools.partial(self.view, after))
             if after.state.is_final and (before is None or not before.state.is_final):
                 retire[engagement_id] = self.now + self.dir.server.retention_s
-                reports.append(engagement_view(self.dir, after))
+                reports.append(self.view(after))
         # An engagement placed as soon as it is queued leaves its queue as it was: not writing it spares
         # every other transaction on that queue a conflict.
         queues = {q: r for q, r in self._queues.items() if r != self._queue_before[q]}
@@ -288,6 +321,7 @@ class Tx:
             agents=self._agents,
             engagements=self._engagements,
             queues=queues,
+            talks=self._talks,
             events=events,
             notices=notices,
             fragments=self._fragments,

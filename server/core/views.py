@@ -8,7 +8,9 @@ from server.config import Directory
 from server.core.records import EngagementRec
 
 
-def engagement_view(directory: Directory, rec: EngagementRec) -> Engagement:
+def engagement_view(directory: Directory, rec: EngagementRec, transcript_count: int = 0) -> Engagement:
+    """The engagement as clients see it; `transcript_count` comes from its transcript's head (`TalkRec`),
+    which the engagement's record does not carry."""
     queue = directory.queues.get(rec.queue)
     return Engagement(
         id=rec.id,
@@ -26,7 +28,7 @@ def engagement_view(directory: Directory, rec: EngagementRec) -> Engagement:
         notes=rec.notes,
         dispositions=list(rec.dispositions),
         messages=list(rec.messages),
-        transcript_count=rec.transcript_count,
+        transcript_count=transcript_count,
         history=list(rec.history),
         created_at=rec.created_at,
         ended_at=rec.ended_at,
@@ -34,13 +36,8 @@ def engagement_view(directory: Directory, rec: EngagementRec) -> Engagement:
     )
 
 
-def ring_frame(directory: Directory, rec: EngagementRec, offer_id: str, expires_at: float, timeout_s: float) -> Ring:
-    return Ring(
-        offer=offer_id,
-        engagement=engagement_view(directory, rec),
-        expires_at=expires_at,
-        timeout_s=timeout_s,
-    )
+def ring_frame(view: Engagement, offer_id: str, expires_at: float, timeout_s: float) -> Ring:
+    return Ring(offer=offer_id, engagement=view, expires_at=expires_at, timeout_s=timeout_s)
 
 
 def conversation(directory: Directory, rec: EngagementRec) -> Conversation:

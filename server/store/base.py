@@ -13,7 +13,7 @@ from msgspec import Struct, field
 
 from protocol.frames import Event
 from protocol.model import Engagement, Fragment
-from server.core.records import AgentRec, EngagementRec, QueueRec
+from server.core.records import AgentRec, EngagementRec, QueueRec, TalkRec
 from server.core.tx import Changes, Snapshot
 
 T = TypeVar("T")
@@ -46,7 +46,8 @@ class Store(Protocol):
       is applied and the exception propagates. An implementation may call `decide` more than once
       (on a conflict); only the last call's changes are applied.
     - Transcript fragments are upserted by id with the transaction: a new id is appended, a known id
-      replaced in place.
+      replaced in place. The head (`TalkRec`) is written with them; reading it in a transaction makes
+      the transcript read in that transaction the whole of it as of the commit.
     - Events to one agent get consecutive `seq` numbers (starting at 1) in commit order, and are
       kept in that agent's log, of which at least the last `log_size` events can be replayed.
     - A timer armed by a committed transaction is returned by `claim_due` once, at or after its due
@@ -73,7 +74,12 @@ class Store(Protocol):
     async def queue(self, queue_id: str) -> QueueRec | None: ...
 
     async def transcript(self, engagement_id: str) -> list[Fragment]:
-        """The engagement's transcript, in order of first arrival (a final keeps its partial's place)."""
+        """The engagement's kept transcript (its finals), in order of arrival; a final sent again with
+        the same id replaces the first where it stands."""
+        ...
+
+    async def talk(self, engagement_id: str) -> TalkRec | None:
+        """The head of the engagement's transcript (how many fragments are kept), None before any."""
         ...
 
     async def epoch(self) -> str:

@@ -16,7 +16,7 @@ from msgspec.structs import replace
 
 from protocol.frames import Event, Server
 from protocol.model import Fragment
-from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.store.base import Committed, Decide, T
 
 
@@ -40,6 +40,7 @@ class MemoryStore:
         self._nodes: dict[str, float] = {}
         self._buried: set[str] = set()
         self._transcripts: dict[str, dict[str, Fragment]] = {}
+        self._talks: dict[str, TalkRec] = {}
         self._receipts: dict[str, Receipt] = {}
         self._retiring: list[tuple[float, str]] = []  # (when, engagement id), a heap
         self._lapsing: list[tuple[float, str]] = []  # (when, receipt key), a heap
@@ -49,6 +50,7 @@ class MemoryStore:
         self._agents.update(changes.agents)
         self._engagements.update(changes.engagements)
         self._queues.update(changes.queues)
+        self._talks.update(changes.talks)
         for key, receipt in changes.receipts.items():
             self._receipts[key] = receipt
             heapq.heappush(self._lapsing, (receipt.expires_at, key))
@@ -90,6 +92,9 @@ class MemoryStore:
     async def transcript(self, engagement_id: str) -> list[Fragment]:
         return list(self._transcripts.get(engagement_id, {}).values())
 
+    async def talk(self, engagement_id: str) -> TalkRec | None:
+        return self._talks.get(engagement_id)
+
     async def epoch(self) -> str:
         return self._epoch
 
@@ -130,6 +135,7 @@ class MemoryStore:
             if eng is not None and eng.state.is_final:
                 del self._engagements[engagement_id]
                 self._transcripts.pop(engagement_id, None)
+                self._talks.pop(engagement_id, None)
                 gone += 1
         while self._lapsing and self._lapsing[0][0] <= now:
             _, key = heapq.heappop(self._lapsing)
@@ -180,6 +186,9 @@ class _Snapshot:
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
         return list(self._store._transcripts.get(engagement_id, {}).values())
+
+    def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
+        return self._store._talks.get(engagement_id)
 
     def receipt(self, key: str) -> Receipt | None:
         return self._store._receipts.get(key)

@@ -1,13 +1,17 @@
 """The shared store: records, per-agent logs and timers in Redis, for any number of nodes.
 
-A transaction reads records into a per-transaction cache (one pipelined round trip per batch of
-misses), lets the core decide on that snapshot, and commits with one generic Lua script
-(`lua/commit.lua`) that checks the version of every record the decision read or wrote and applies
-everything, or refuses; on refusal the decision is made again on fresh records. So the routing
-rules live only in Python, and two nodes can never both win the same agent, offer or engagement.
+A transaction reads records into a per-transaction cache (one atomic read per batch of misses), lets
+the core decide on that snapshot, and commits with one generic Lua script (`lua/commit.lua`) that
+checks the version of every record the decision relied on and applies everything, or refuses; on
+refusal the decision is made again on fresh records. So the routing rules live only in Python, and
+two nodes can never both win the same agent, offer or engagement.
 
-Key layout (all under one hash tag, so a Redis Cluster keeps them in one slot): see
-docs/redis.md.
+Commits are grouped: every transaction of this node ready to commit in the same turn of the event
+loop goes in one script call, each still checked and applied on its own, and the group's events go
+out as one pub/sub message per node (`server/redis_layout.py`). Under load a commit then costs a
+fraction of a round trip, on the node and in Redis alike.
+
+Key layout (all under one hash tag, so a Redis Cluster keeps them in one slot): see docs/redis.md.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from importlib import resources
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 import msgspec
 from msgspec.structs import replace
@@ -32,8 +35,9 @@ from protocol.codes import ErrorCode
 from protocol.frames import Event, Server
 from protocol.model import Fragment
 from server.core.errors import Refused
-from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt
+from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.core.tx import Changes
+from server.redis_layout import Keys, script
 from server.store.base import Committed, Decide, T
 from server.topics import agent_topic
 
@@ -46,7 +50,10 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "e": msgspec.msgpack.Decoder(EngagementRec),
     "q": msgspec.msgpack.Decoder(QueueRec),
     "i": msgspec.msgpack.Decoder(Receipt),
+    "t": msgspec.msgpack.Decoder(TalkRec),
 }
+GROUP_MAX = 128
+"""Transactions in one commit call at most; more ready at once go in the next call, at the same time."""
 _events = msgspec.msgpack.Decoder(Server)
 _fragment = msgspec.msgpack.Decoder(Fragment)
 
@@ -70,8 +77,14 @@ def _available(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
     return guarded
 
 
-def _script(name: str) -> str:
-    return resources.files("server.store").joinpath("lua", name).read_text()
+class _Commit(NamedTuple):
+    """One transaction waiting for its group's call: the versions it relied on, its writes, its
+    changes, and where its outcome goes (its events' seqs, or None for a stale read)."""
+
+    checks: list[tuple[str, int]]
+    writes: dict[str, bytes]
+    changes: Changes
+    done: asyncio.Future[list[int] | None]
 
 
 class Missing(Exception):
@@ -80,48 +93,6 @@ class Missing(Exception):
     def __init__(self, keys: list[str]) -> None:
         super().__init__(keys)
         self.keys = keys
-
-
-class Keys:
-    """Every key the store uses, under one hash tag (`sb:{sb}:...`)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.base = f"{prefix}:{{{prefix}}}"
-        self.timers = f"{self.base}:timers"
-        self.inflight = f"{self.base}:timers:inflight"
-        self.epoch = f"{self.base}:epoch"
-        self.nodes = f"{self.base}:nodes"
-        self.reports = f"{self.base}:reports"
-
-    def agent(self, agent_id: str) -> str:
-        return f"{self.base}:a:{agent_id}"
-
-    def engagement(self, engagement_id: str) -> str:
-        return f"{self.base}:e:{engagement_id}"
-
-    def queue(self, queue_id: str) -> str:
-        return f"{self.base}:q:{queue_id}"
-
-    def receipt(self, key: str) -> str:
-        return f"{self.base}:i:{key}"
-
-    def transcript(self, engagement_id: str) -> str:
-        return f"{self.base}:x:{engagement_id}"
-
-    def transcript_index(self, engagement_id: str) -> str:
-        return f"{self.base}:xi:{engagement_id}"
-
-    def seq(self, agent_id: str) -> str:
-        return f"{self.base}:seq:{agent_id}"
-
-    def log(self, agent_id: str) -> str:
-        return f"{self.base}:log:{agent_id}"
-
-    def buried(self, node_id: str) -> str:
-        return f"{self.base}:dead:{node_id}"
-
-    def channel(self, topic: str) -> str:
-        return f"{self.base}:ev:{topic}"
 
 
 class RedisStore:
@@ -137,21 +108,21 @@ class RedisStore:
         log_size: int = 1000,
         lease_s: float = 30.0,
         queue_members: Mapping[str, list[str]] | None = None,
-        publish: bool = False,
         known_size: int = 20_000,
         known_for_s: float = 0.5,
         retention_s: float = 3 * 86400.0,
     ) -> None:
         self.redis = client
         self.retention_s = retention_s
-        self.publish = publish
         self.keys = Keys(prefix)
         self.log_size = log_size
         self.lease_s = lease_s
         self.queue_members = queue_members or {}
-        self._commit = client.register_script(_script("commit.lua"))
-        self._claim = client.register_script(_script("claim.lua"))
-        self._read = client.register_script(_script("read.lua"))
+        self._commit = client.register_script(script("commit.lua", with_routing=True))
+        self._claim = client.register_script(script("claim.lua"))
+        self._read = client.register_script(script("read.lua"))
+        self._group: list[_Commit] = []  # ready to commit, in the call the next turn of the loop sends
+        self._sending: set[asyncio.Future[None]] = set()
         self._epoch: str | None = None
         self._turns: dict[str, asyncio.Lock] = {}
         """A turn per queue, held by a transaction from its first read of that queue to its end.
@@ -168,7 +139,7 @@ class RedisStore:
         it matters: the commit checks every version the decision relied on, a record another node
         changed meanwhile fails the check, and the decision is made again on records fetched afresh.
         The records a routing choice only weighed (`Changes.weighed`) are not checked: the age limit is
-        how stale a choice can be. Transcripts are not kept (they can be long; the engagement's version
+        how stale a choice can be. Transcripts are not kept (they can be long; their head's version
         guards them)."""
 
     # --- transactions ----------------------------------------------------------------------------
@@ -232,15 +203,8 @@ class RedisStore:
                 await self._load(cache, keys)
                 together = True
                 continue
-            writes: dict[str, bytes] = {}
-            for agent_id, agent in changes.agents.items():
-                writes[self.keys.agent(agent_id)] = _encode(agent)
-            for engagement_id, eng in changes.engagements.items():
-                writes[self.keys.engagement(engagement_id)] = _encode(eng)
-            for queue_id, queue in changes.queues.items():
-                writes[self.keys.queue(queue_id)] = _encode(queue)
-            for key, receipt in changes.receipts.items():
-                writes[self.keys.receipt(key)] = _encode(receipt)
+            records = self._records(changes)
+            writes = {key: _encode(record) for key, record in records.items()}
             if not (writes or changes.events or changes.arm or changes.disarm or changes.fragments):
                 if remembered & snapshot.read:  # no commit will check them: decide again on fresh reads
                     self._forget(cache, remembered)
@@ -251,16 +215,17 @@ class RedisStore:
             if changes.weighed:
                 weighed = {self.keys.agent(a) for a in changes.weighed}
                 relied = snapshot.read - weighed
-            seqs = await self._apply(cache, relied, writes, changes)
+            checks = [(k, cache[k][0] if k in cache else 0) for k in relied | writes.keys()]
+            seqs = await self._apply(_Commit(checks, writes, changes, asyncio.get_running_loop().create_future()))
             if seqs is not None:
-                self._remember(cache, relied, changes)
+                self._remember(cache, relied, records)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
                 return Committed(
                     result,
                     events,
                     changes.notices,
                     bool(changes.arm),
-                    published=self.publish,  # the commit published them too: one round trip, never one alone
+                    published=True,  # the commit published them too: never one without the other
                     reports=changes.reports,
                 )
             # Decide again on fresh records, the weighed ones too: a choice made on stale ones (say, the
@@ -281,17 +246,23 @@ class RedisStore:
             cache.pop(key, None)
             self._known.pop(key, None)
 
-    def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], changes: Changes) -> None:
+    def _records(self, changes: Changes) -> dict[str, Any]:
+        """Every record a transaction writes, by key."""
+        keys = self.keys
+        return {
+            **{keys.agent(i): r for i, r in changes.agents.items()},
+            **{keys.engagement(i): r for i, r in changes.engagements.items()},
+            **{keys.queue(i): r for i, r in changes.queues.items()},
+            **{keys.talk(i): r for i, r in changes.talks.items()},
+            **{keys.receipt(k): r for k, r in changes.receipts.items()},
+        }
+
+    def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], written: dict[str, Any]) -> None:
         """After a commit: what it checked is current as of now, what it wrote is one version on
         (`read` holds no transcript: the snapshot does not count those as read)."""
-        written = [
-            *((self.keys.agent(i), r) for i, r in changes.agents.items()),
-            *((self.keys.engagement(i), r) for i, r in changes.engagements.items()),
-            *((self.keys.queue(i), r) for i, r in changes.queues.items()),
-        ]
         self._know(
-            [(key, *cache[key]) for key in read if key in cache]
-            + [(key, (cache[key][0] if key in cache else 0) + 1, record) for key, record in written]
+            [(key, *cache[key]) for key in read if key in cache and key not in written]
+            + [(key, (cache[key][0] if key in cache else 0) + 1, record) for key, record in written.items()]
         )
 
     def _know(self, entries: list[tuple[str, int, Any]]) -> None:
@@ -341,11 +312,26 @@ class RedisStore:
                 fetched.append((key, version, record))
         self._know(fetched)
 
-    async def _apply(
-        self, cache: dict[str, tuple[int, Any]], read: set[str], writes: dict[str, bytes], changes: Changes
-    ) -> list[int] | None:
+    async def _apply(self, commit: _Commit) -> list[int] | None:
+        """Commit with the others ready in this turn of the loop: the seqs of its events, or None when a
+        record it relied on changed (nothing of it was applied)."""
+        if not self._group:
+            asyncio.get_running_loop().call_soon(self._send_group)
+        self._group.append(commit)
+        return await commit.done
+
+    def _send_group(self) -> None:
+        group, self._group = self._group, []
+        for start in range(0, len(group), GROUP_MAX):
+            task = asyncio.ensure_future(self._send(group[start : start + GROUP_MAX]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, group: list[_Commit]) -> None:
+        """One script call for the group; each transaction's future gets its own outcome."""
         keys = [self.keys.timers, self.keys.inflight]
         index: dict[str, int] = {}
+        blobs: list[bytes] = []
 
         def at(key: str) -> int:
             if key not in index:
@@ -353,47 +339,66 @@ class RedisStore:
                 index[key] = len(keys)  # Lua's KEYS is 1-based
             return index[key]
 
-        blobs: list[bytes] = []
-
         def blob(data: bytes) -> int:
             blobs.append(data)
-            return len(blobs) + 1  # ARGV[1] is the plan
+            return len(blobs) + 1  # ARGV[1] is the group
 
-        checks = [[at(k), cache[k][0] if k in cache else 0] for k in read | set(writes)]
-        plan = [
-            checks,
-            [[at(k), blob(data)] for k, data in writes.items()],
-            [[key, repr(due)] for key, due in changes.arm.items()],
-            sorted(changes.disarm),
-            [
-                [at(self.keys.seq(a)), at(self.keys.log(a)), blob(_encode(e))]
-                + ([self.keys.channel(agent_topic(a))] if self.publish else [])
-                for a, e in changes.events
-            ],
-            self.log_size,
-            [
-                [at(self.keys.transcript(eid)), at(self.keys.transcript_index(eid)), f.id, blob(_encode(f))]
-                for eid, fragments in changes.fragments.items()
-                for f in fragments
-            ],
-            [[self.keys.channel(topic), blob(_encode(e))] for topic, e in changes.notices] if self.publish else [],
-        ]
+        plans = [self._plan(commit, at, blob) for commit in group]
+        try:
+            results = await self._commit(
+                keys=keys,
+                args=[_encode([self.keys.channels, self.log_size, int(self.retention_s * 1000), plans]), *blobs],
+            )
+        except Exception as exc:  # each waiting transaction answers for it (Refused, or a Redis error)
+            for commit in group:
+                if not commit.done.done():
+                    commit.done.set_exception(exc)
+            return
+        for commit, (ok, detail) in zip(group, cast(list[tuple[int, Any]], results), strict=True):
+            if not commit.done.done():
+                commit.done.set_result([int(s) for s in detail] if ok == 1 else None)
+
+    def _plan(self, commit: _Commit, at: Callable[[str], int], blob: Callable[[bytes], int]) -> list[Any]:
+        """One transaction's part of a group call (see lua/commit.lua)."""
+        changes, keys = commit.changes, self.keys
+        encoded: dict[int, int] = {}  # an event sent to an agent and to watchers is encoded once
+
+        def frame(event: Event) -> int:
+            if id(event) not in encoded:
+                encoded[id(event)] = blob(_encode(event))
+            return encoded[id(event)]
+
         expire: list[list[int]] = []
         for engagement_id, until in changes.retire.items():
             ttl = max(1, math.ceil(until - changes.now))
             for key in (
-                self.keys.engagement(engagement_id),
-                self.keys.transcript(engagement_id),
-                self.keys.transcript_index(engagement_id),
+                keys.engagement(engagement_id),
+                keys.talk(engagement_id),
+                keys.transcript(engagement_id),
+                keys.transcript_index(engagement_id),
             ):
                 expire.append([at(key), ttl])
         for key, receipt in changes.receipts.items():
-            expire.append([at(self.keys.receipt(key)), max(1, math.ceil(receipt.expires_at - changes.now))])
-        plan.append(expire)
+            expire.append([at(keys.receipt(key)), max(1, math.ceil(receipt.expires_at - changes.now))])
         reports = [blob(_json(view)) for view in changes.reports]
-        plan.append([at(self.keys.reports), int(self.retention_s * 1000), reports] if reports else [])
-        ok, detail = await self._commit(keys=keys, args=[_encode(plan), *blobs])
-        return [int(s) for s in detail] if ok == 1 else None
+        return [
+            [[at(k), version] for k, version in commit.checks],
+            [[at(k), blob(data)] for k, data in commit.writes.items()],
+            [[key, repr(due)] for key, due in changes.arm.items()],
+            sorted(changes.disarm),
+            [
+                [agent_topic(a), at(keys.where(a)), at(keys.seq(a)), at(keys.log(a)), frame(e)]
+                for a, e in changes.events
+            ],
+            [
+                [at(keys.transcript(eid)), at(keys.transcript_index(eid)), f.id, blob(_encode(f))]
+                for eid, fragments in changes.fragments.items()
+                for f in fragments
+            ],
+            [[topic, frame(e)] for topic, e in changes.notices],
+            expire,
+            [at(keys.reports), reports] if reports else [],
+        ]
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -420,6 +425,10 @@ class RedisStore:
     @_available
     async def queue(self, queue_id: str) -> QueueRec | None:
         return await self._get(self.keys.queue(queue_id))
+
+    @_available
+    async def talk(self, engagement_id: str) -> TalkRec | None:
+        return await self._get(self.keys.talk(engagement_id))
 
     # --- per-agent logs --------------------------------------------------------------------------
 
@@ -543,7 +552,16 @@ class _Snapshot:
         return [self._take(k) for k in keys]
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
-        return self._take(self._store.keys.engagement(engagement_id))
+        # its transcript's head comes with it: an engagement's snapshot shows its line count
+        return self._take(self._store.keys.engagement(engagement_id), [self._store.keys.talk(engagement_id)])
+
+    def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
+        key = self._store.keys.talk(engagement_id)
+        if relied:
+            return self._take(key)
+        if key not in self._cache:
+            raise Missing([key])
+        return self._cache[key][1]
 
     def queue(self, queue_id: str) -> QueueRec | None:
         members = [self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, [])]
@@ -553,7 +571,7 @@ class _Snapshot:
         key = self._store.keys.transcript(engagement_id)
         if key not in self._cache:
             raise Missing([key])
-        return list(self._cache[key][1])  # not in `read`: the engagement record's version guards it
+        return list(self._cache[key][1])  # not in `read`: the head's version guards it (`Tx.talk`)
 
     def receipt(self, key: str) -> Receipt | None:
         return self._take(self._store.keys.receipt(key))

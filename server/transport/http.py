@@ -35,13 +35,12 @@ from protocol.http import (
     TranscriptBatch,
     TranscriptView,
 )
-from protocol.model import Consumer
+from protocol.model import Consumer, Engagement
 from server.auth import AuthError, Role, check_api_key, issue, verify
 from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.records import AgentRec
-from server.core.tx import activity
-from server.core.views import engagement_view
+from server.core.tx import Tx, activity
 from server.node import Node
 from server.stats import Figures, all_figures
 
@@ -184,13 +183,17 @@ async def create_engagement(request: Request) -> Response:
     )
     node = _node(request)
     if once is None:
-        eng, new = await node.run(lambda tx: lifecycle.create(tx, spec)), True
+        view, new = await node.run(lambda tx: tx.view(lifecycle.create(tx, spec))), True
     else:
         key, digest = once
-        eng, new = await node.run(lambda tx: lifecycle.create_once(tx, spec, key, digest))
+
+        def create_once(tx: Tx) -> tuple[Engagement, bool]:
+            made = lifecycle.create_once(tx, spec, key, digest)
+            return tx.view(made.engagement), made.new
+
+        view, new = await node.run(create_once)
     server = node.dir.server
-    consumer_token = issue(server.secret or "", eng.id, "consumer", server.consumer_token_ttl_s, node.clock())
-    view = engagement_view(node.dir, eng)
+    consumer_token = issue(server.secret or "", view.id, "consumer", server.consumer_token_ttl_s, node.clock())
     created = CreatedEngagement(**{f: getattr(view, f) for f in view.__struct_fields__}, consumer_token=consumer_token)
     return json_response(created, 201 if new else 200)
 
@@ -217,10 +220,10 @@ async def get_engagement(request: Request) -> Response:
     require_reader(request)
     node = _node(request)
     eid = request.path_params["id"]
-    eng = await node.store.engagement(eid)
-    if eng is None:
+    view = await node.engagement(eid)
+    if view is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"No engagement {eid!r}")
-    return json_response(engagement_view(node.dir, eng))
+    return json_response(view)
 
 
 async def get_transcript(request: Request) -> Response:
@@ -237,8 +240,7 @@ async def end_engagement(request: Request) -> Response:
     require_key(request)
     node = _node(request)
     eid = request.path_params["id"]
-    eng = await node.run(lambda tx: lifecycle.consumer_end(tx, eid))
-    return json_response(engagement_view(node.dir, eng))
+    return json_response(await node.run(lambda tx: tx.view(lifecycle.consumer_end(tx, eid))))
 
 
 def _queue_info(node: Node, queue_id: str, figures: Figures) -> QueueInfo:

@@ -52,7 +52,7 @@ from server.core import lifecycle
 from server.core.errors import Refused
 from server.core.records import AgentRec
 from server.core.tx import activity, agent_state
-from server.core.views import conversation, engagement_view
+from server.core.views import conversation
 from server.node import Node, caused_events
 from server.stats import Figures, all_figures
 from server.topics import SUPERVISORS, agent_topic, consumer_topic, watch_topic
@@ -832,13 +832,13 @@ class SupervisorSession(Session):
 
     async def _watch(self, engagement_id: str) -> ServerFrame:
         """Follow one engagement live: its snapshot and transcript now, then every change and fragment."""
-        eng = await self.node.store.engagement(engagement_id)
-        if eng is None:
+        view = await self.node.engagement(engagement_id)
+        if view is None:
             raise Refused(ErrorCode.NOT_FOUND, f"No engagement {engagement_id!r}")
         if len(self._subscriptions) > MAX_WATCHES:
             raise Refused(ErrorCode.TOO_LARGE, f"Watch at most {MAX_WATCHES} engagements at once")
         await self.subscribe(watch_topic(engagement_id))
-        self._enqueue(EngagementEvent(engagement=engagement_view(self.node.dir, eng)))
+        self._enqueue(EngagementEvent(engagement=view))
         fragments = await self.node.store.transcript(engagement_id)
         self._enqueue(Transcript(engagement=engagement_id, fragments=fragments))
         return Ok(engagement=engagement_id)
