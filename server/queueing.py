@@ -81,3 +81,28 @@ def fifo_replay(arrivals: Sequence[float], services: Sequence[float], servers: i
         waits[i] = start - arrival
         heapq.heapreplace(free, start + services[i])
     return waits
+
+
+def fifo_reneging(
+    arrivals: Sequence[float], services: Sequence[float], patience: Sequence[float | None], servers: int
+) -> list[float | None]:
+    """`fifo_replay` with impatient callers: an arrival whose wait would outlast its patience (None: no
+    limit) leaves when its patience runs out, taking no agent. Returns each arrival's wait, in the
+    order given, or None for those who left."""
+    if servers < 1:
+        raise ValueError(f"Expected at least one server, got {servers}")
+    if not len(arrivals) == len(services) == len(patience):
+        raise ValueError(
+            f"Expected as many services and patiences as arrivals, got {len(services)}, {len(patience)} "
+            f"and {len(arrivals)}"
+        )
+    free = [0.0] * servers
+    waits: list[float | None] = [None] * len(arrivals)
+    for i in sorted(range(len(arrivals)), key=arrivals.__getitem__):
+        arrival, limit = arrivals[i], patience[i]
+        start = max(arrival, free[0])
+        if limit is not None and start - arrival > limit:
+            continue
+        waits[i] = start - arrival
+        heapq.heapreplace(free, start + services[i])
+    return waits

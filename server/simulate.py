@@ -10,7 +10,7 @@ ring after `accept_s` (at once by default), talks for the engagement's `handle_s
 
 The records live in `VirtualStore`, a few dicts and a timer heap applied one transaction at a time:
 nothing else runs, so there is nothing to isolate from, and nobody listens to the agents' events,
-so they are not sequenced or logged (MemoryStore's doing so costs a third of the run; see
+so they are not sequenced or logged (MemoryStore doing so added 10-30% to a simulated day; see
 BENCHMARKS.md). Figures come from `server.kpis` over the simulated histories, like the live ones.
 """
 
@@ -38,7 +38,7 @@ from server.core.lifecycle import NewEngagement
 from server.core.records import AgentRec, EngagementRec, QueueRec
 from server.core.tx import Changes, Tx
 from server.kpis import INTERVAL_S, AgentStats, Ledger, QueueStats
-from server.queueing import agents_for_service_level, erlang_c, erlang_c_asa, erlang_c_service_level
+from server.queueing import agents_for_service_level, erlang_c, erlang_c_asa, erlang_c_service_level, fifo_reneging
 from server.trace import TraceLine
 
 T = TypeVar("T")
@@ -68,8 +68,7 @@ class VirtualStore:
         return self.agent_recs.get(agent_id)
 
     def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
-        get = self.agent_recs.get
-        return [get(a) for a in agent_ids]
+        return list(map(self.agent_recs.get, agent_ids))
 
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         return self.engagement_recs.get(engagement_id)
@@ -495,12 +494,44 @@ def _service_level(config: Config, lines: Sequence[TraceLine], queue: str, agent
     return 1.0 if level is None else level
 
 
+def _ideal_agents(cfg: QueueCfg, lines: Sequence[TraceLine], target: float, accept_s: float, ceiling: int) -> int:
+    """The smallest number of agents meeting `target` in an ideal FIFO queue with impatient callers fed
+    the same trace (a ring accepted after `accept_s` adds to the wait and to the agent's time, a
+    wrap-up stops at the queue's limit, an agent holds as many as their capacity allows)."""
+    manual = cfg.acceptance is Acceptance.MANUAL and cfg.channel is not Channel.EMAIL
+    ring = accept_s if manual else 0.0
+    limit = cfg.wrap_up_s if cfg.wrap_up_s is not None else math.inf
+    wraps = cfg.channel.is_live
+    arrivals = [line.arrival_s for line in lines]
+    services = [ring + line.handle_s + (min(line.wrap_up_s or 0.0, limit) if wraps else 0.0) for line in lines]
+    patience = [None if line.patience_s is None else line.patience_s - ring for line in lines]
+    per_agent = AgentCfg(id="-").capacity.get(cfg.channel, 1) or 1
+    threshold = cfg.service_level_threshold_s - ring
+
+    def meets(n: int) -> bool:
+        waits = fifo_reneging(arrivals, services, patience, n * per_agent)
+        return sum(1 for w in waits if w is not None and w <= threshold) >= target * len(waits)
+
+    lo, hi = 0, ceiling
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if meets(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def staff(config: Config, lines: Sequence[TraceLine], queue: str, target: float, accept_s: float = 0.0) -> Staffing:
     """The smallest number of dedicated agents whose simulated service level on the queue's own traffic
-    reaches `target`. The search starts from Erlang C's answer and gallops from there, then bisects,
-    so it takes a handful of simulations; it assumes, as queueing theory shows for FIFO service, that
-    one more agent never makes the service level worse. Overflow is left out: each queue is searched
-    on its own traffic with its own agents."""
+    reaches `target`: the core meets it with that many, and misses it with one less.
+
+    Each simulation of a day takes seconds, so the search starts where an ideal FIFO queue with
+    impatient callers (`_ideal_agents`, milliseconds per try) says the target is met; on an
+    auto-accept longest-idle queue the core is that queue, and two simulations confirm it. Where the
+    core routes otherwise (priorities, ring timeouts), the search gallops from there, then bisects. It
+    assumes, as queueing theory shows for FIFO service, that one more agent never makes the service
+    level worse. Overflow is left out: each queue is searched on its own traffic with its own agents."""
     cfg = next(q for q in config.queues if q.id == queue)
     levels: dict[int, float] = {}
 
@@ -512,8 +543,8 @@ def staff(config: Config, lines: Sequence[TraceLine], queue: str, target: float,
         return levels[n] >= target
 
     estimate = erlang(cfg, 0, lines, target)
-    guess = max(1, estimate.agents_for_target or 1) if estimate else 1
     ceiling = len(lines)  # one agent per engagement: no one ever waits
+    guess = _ideal_agents(cfg, lines, target, accept_s, ceiling)
     step = 1
     if meets(guess):
         hi, lo = guess, guess - 1

@@ -15,6 +15,7 @@ from server.queueing import (
     erlang_c,
     erlang_c_asa,
     erlang_c_service_level,
+    fifo_reneging,
     fifo_replay,
 )
 
@@ -47,7 +48,7 @@ def test_one_agent_is_the_m_m_1_queue_where_the_chance_of_waiting_is_the_utilisa
 
 def test_two_and_three_agents_match_their_closed_forms():
     for a in (0.5, 1.0, 1.5, 1.9):
-        assert erlang_c(2, a) == pytest.approx(a * a / (2 + a), rel=1e-12)  # M/M/2: 2ρ²/(1+ρ) with ρ = A/2
+        assert erlang_c(2, a) == pytest.approx(a * a / (2 + a), rel=1e-12)  # M/M/2: 2r^2/(1+r) with r = A/2
     assert erlang_c(3, 2.0) == pytest.approx(4 / 9, rel=1e-12)
 
 
@@ -129,6 +130,15 @@ def test_fifo_replay_of_a_poisson_day_is_close_to_erlang_c():
     p_wait = sum(w > 0 for w in waits) / len(waits)
     assert p_wait == pytest.approx(erlang_c(servers, rate * handle), abs=0.03)
     assert sum(waits) / len(waits) == pytest.approx(erlang_c_asa(servers, rate * handle, handle), rel=0.15)
+
+
+def test_impatient_callers_leave_without_taking_an_agent():
+    # one agent busy until 100: the second leaves at 40, so the third is served at 100, the fourth at once
+    waits = fifo_reneging([0.0, 10.0, 20.0, 200.0], [100.0, 5.0, 5.0, 5.0], [None, 30.0, 200.0, 1.0], 1)
+    assert waits == [0.0, None, 80.0, 0.0]
+    assert fifo_reneging([0.0, 1.0], [10.0, 1.0], [None, None], 1) == fifo_replay([0.0, 1.0], [10.0, 1.0], 1)
+    with pytest.raises(ValueError, match="as many services and patiences"):
+        fifo_reneging([0.0], [1.0], [], 1)
 
 
 def test_fifo_replay_refuses_nonsense():
