@@ -252,6 +252,23 @@ def cmd_chaos(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[
     return report, rows
 
 
+def cmd_simulate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    from loadtest import simulate
+    from loadtest.stats import percentiles
+
+    plan = simulate.Plan(
+        engagements=args.engagements, agents=args.agents, aht=args.aht, wrap_up=args.wrap_up, rounds=args.rounds
+    )
+    report = simulate.run(plan)
+    print(
+        f"simulate: {plan.engagements} engagements, {plan.agents} agents, {report['offered_load_erlangs']} erlangs: "
+        f"best of {plan.rounds} {min(report['wall_s'])} s ({report['engagements_per_s']} engagements/s, "
+        f"{report['transactions_per_s']} transactions/s); waits equal the FIFO replay: "
+        f"{report['waits_equal_fifo_replay']}; waited {report['p_wait']:.1%} (Erlang C {report['erlang_c_p_wait']:.1%})"
+    )
+    return report, {"a day, simulated": percentiles(report["wall_s"])}
+
+
 def cmd_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     from loadtest import connections, fanout, routing, storm
 
@@ -361,6 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--workers", type=int, default=2, help="load generator processes for the agents")
     scale.set_defaults(func=cmd_scale)
 
+    sim = sub.add_parser("simulate", help="a day of traffic replayed through the core on a virtual clock")
+    sim.add_argument("--engagements", type=int, default=50_000, help="arrivals, spread over 24 h")
+    sim.add_argument("--agents", type=int, default=200)
+    sim.add_argument("--aht", type=float, default=300.0, help="mean talk time, seconds")
+    sim.add_argument("--wrap-up", type=float, default=20.0, help="mean wrap-up, seconds")
+    sim.add_argument("--rounds", type=int, default=3, help="times the day is simulated (figures: each run's time)")
+    sim.set_defaults(func=cmd_simulate)
+
     config = sub.add_parser("config", help="print a scenario's server configuration (for --url)")
     config.add_argument("which", choices=["routing", "fanout", "connections", "storm"])
     config.add_argument("--agents", type=int, default=100)
@@ -373,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario.add_argument(
             "--queue-size", type=int, default=100, help="agents per queue (routing reads every member of a queue)"
         )
-    for scenario in (search, routing, fan, conns, storm, chaos, scale):
+    for scenario in (search, routing, fan, conns, storm, chaos, scale, sim):
         scenario.add_argument("--json", type=Path, help="write the figures here (and a histogram PNG beside)")
     args = parser.parse_args(argv)
     result, rows = args.func(args)

@@ -11,7 +11,6 @@ bottleneck; the generator's own CPU is reported.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import math
 import multiprocessing as mp
@@ -31,6 +30,7 @@ import uvloop
 
 from loadtest.cluster import Center
 from loadtest.stats import percentiles
+from server.queueing import erlang_c, erlang_c_asa, fifo_replay
 
 WAITED_S = 0.05  # an engagement "waited" when it was offered more than this after creation
 
@@ -243,31 +243,6 @@ async def _create(api: Any, base: str, outcome: Outcome, n: int) -> None:
 # --- analysis ------------------------------------------------------------------------------------
 
 
-def erlang_c(agents: int, offered_load: float) -> float:
-    """Probability that an arrival waits, for `agents` servers and `offered_load` erlangs (A < N)."""
-    if offered_load >= agents:
-        return 1.0
-    term, total = 1.0, 1.0
-    for k in range(1, agents):
-        term *= offered_load / k
-        total += term
-    last = term * offered_load / agents * agents / (agents - offered_load)
-    return last / (total + last)
-
-
-def fifo_replay(arrivals: list[float], services: list[float], servers: int) -> list[float]:
-    """Waits under an ideal work-conserving FIFO router with `servers` agents, free at the start."""
-    free = [0.0] * servers
-    heapq.heapify(free)
-    waits = []
-    for arrival, service in sorted(zip(arrivals, services, strict=True)):
-        earliest = heapq.heappop(free)
-        start = max(arrival, earliest)
-        waits.append(start - arrival)
-        heapq.heappush(free, start + service)
-    return waits
-
-
 def analyse(plan: Plan, outcome: Outcome, wall_s: float) -> dict[str, Any]:
     done = [e for e in outcome.created if e in outcome.offered and e in outcome.freed]
     latency = [outcome.offered[e] - outcome.created[e] for e in done]
@@ -278,8 +253,7 @@ def analyse(plan: Plan, outcome: Outcome, wall_s: float) -> dict[str, Any]:
     mean_service = statistics.fmean(services) if services else 0.0
     load = measured_rate * mean_service
     p_wait = erlang_c(plan.agents, load)
-    capacity = plan.agents / mean_service if mean_service else math.inf
-    erlang_wait = p_wait / (capacity - measured_rate) if capacity > measured_rate else math.inf
+    erlang_wait = erlang_c_asa(plan.agents, load, mean_service)
     ideal = fifo_replay(arrivals_at, services, plan.agents)
     mean_wait = statistics.fmean(latency) if latency else 0.0
     span = max((outcome.offered[e] for e in done), default=t0) - t0  # first arrival to last offer

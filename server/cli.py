@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, token, schema, asyncapi, openapi.
+"""The `switchboard` command: serve, token, demo, agent, simulate, schema, asyncapi, openapi.
 
 Errors in the configuration are printed as one line naming the key, with exit status 2; the server
 never starts on a config it does not fully understand.
@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from server import logs
 from server.config import Config, ConfigError, exposure, load
+
+QUEUE_TARGET = -1.0
+"""`--target-service-level` given without a share: each queue's own `service_level_target`."""
 
 
 def _config(path: str | None) -> Config:
@@ -97,6 +102,98 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _staffing(text: str) -> tuple[str, int]:
+    queue, sep, n = text.rpartition("=")
+    if not sep or not queue or not n.isdigit():
+        raise argparse.ArgumentTypeError(f"expected QUEUE=N (a number of agents), got {text!r}")
+    return queue, int(n)
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 (0.8 for 80%), got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from server import simulate, trace
+    from server.config import decode
+
+    try:
+        if args.export_trace:
+            return _export_trace(args)
+        config = None
+        if args.config:
+            try:
+                text = Path(args.config).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{args.config}: cannot read: {exc.strerror}") from None
+            config = decode(text, args.config)  # a plan needs no secrets: `load` would ask for them
+        lines = trace.read(args.trace, {q.id for q in config.queues} if config else None)
+        center = config or simulate.trace_center(lines)
+        staffing = dict(args.agents)
+        found = None
+        if args.target_service_level is not None:
+            found = []
+            for queue in dict.fromkeys(line.queue for line in lines):
+                mine = [line for line in lines if line.queue == queue]
+                cfg = next(q for q in center.queues if q.id == queue)
+                target = (
+                    cfg.service_level_target if args.target_service_level == QUEUE_TARGET else args.target_service_level
+                )
+                result = simulate.staff(center, mine, queue, target, args.accept_s)
+                found.append(result)
+                staffing[queue] = result.agents if result.agents is not None else len(mine)
+        planned = simulate.staffed(center, staffing) if staffing else center
+        report = simulate.simulate(planned, lines, args.accept_s, source=args.trace)
+        report.staffing = found
+    except (ConfigError, trace.TraceError, simulate.SimulationError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    print(simulate.render(report), end="")
+    if args.json:
+        Path(args.json).write_bytes(simulate.encode_report(report))
+    return 0
+
+
+def _export_trace(args: argparse.Namespace) -> int:
+    from server import trace
+
+    if args.redis:
+        records: Sequence[trace.Recorded] = trace.from_redis(args.redis, args.redis_prefix)
+    elif args.engagements:
+        records = trace.from_file(args.engagements)
+    else:
+        print("switchboard: --export-trace reads --redis URL or --engagements FILE", file=sys.stderr)
+        return 2
+    exported = trace.export(records)
+    if args.export_trace == "-":
+        sys.stdout.buffer.writelines(trace.write(exported.lines))
+    else:
+        with open(args.export_trace, "wb") as out:
+            out.writelines(trace.write(exported.lines))
+    print(
+        f"switchboard: {len(exported.lines)} engagements written; left out: {exported.unfinished} not over yet, "
+        f"{exported.withdrawn} withdrawn before an answer",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from protocol.schema import json_schema
 
@@ -154,6 +251,50 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     demo.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="replay a traffic trace through the routing core on proposed settings; compare with the recorded "
+        "figures and Erlang C",
+        description="Replay a trace (JSON Lines: queue, arrival_s, handle_s, patience_s?, wrap_up_s?) through the "
+        "routing core on a virtual clock and print each queue's figures beside the recorded ones and Erlang C's. "
+        "See docs/analytics.md.",
+    )
+    source = sim.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", metavar="FILE", help="the trace to replay")
+    source.add_argument(
+        "--export-trace", metavar="OUT", help="write a trace of the recorded engagements to OUT ('-': stdout)"
+    )
+    sim.add_argument(
+        "--config", help="TOML configuration (default: one auto-accept voice queue per queue in the trace)"
+    )
+    sim.add_argument(
+        "--agents",
+        action="append",
+        type=_staffing,
+        default=[],
+        metavar="QUEUE=N",
+        help="serve QUEUE with N generated agents of its own instead of its configured ones (repeatable)",
+    )
+    sim.add_argument("--accept-s", type=_seconds, default=0.0, help="seconds a simulated agent takes to accept a ring")
+    sim.add_argument(
+        "--target-service-level",
+        type=_share,
+        nargs="?",
+        const=QUEUE_TARGET,
+        metavar="SHARE",
+        help="find the smallest number of agents per queue meeting this service level (0.8), or each queue's "
+        "service_level_target when no share is given, and report the center staffed so",
+    )
+    sim.add_argument("--json", metavar="OUT", help="write the whole report, with 15-minute intervals, as JSON")
+    sim.add_argument("--redis", metavar="URL", help="--export-trace: read the engagements from this Redis")
+    sim.add_argument("--redis-prefix", default="sb", help="--export-trace: the store's key prefix in Redis")
+    sim.add_argument(
+        "--engagements",
+        metavar="FILE",
+        help="--export-trace: read the engagements from FILE, one `GET /v1/engagements/{id}` object per line",
+    )
+    sim.set_defaults(func=cmd_simulate)
 
     schema = sub.add_parser("schema", help="print the protocol's JSON Schema")
     schema.set_defaults(func=cmd_schema)

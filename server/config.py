@@ -8,6 +8,7 @@ silently routes calls wrong. `Directory` is the validated config with the lookup
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ class QueueCfg(Cfg, kw_only=True, frozen=True):
     inactivity_close_s: float | None = None
     max_waiting: int | None = None
     webhook_url: str | None = None
+    service_level_threshold_s: float = 20.0
+    service_level_target: float = 0.8
 
     @property
     def title(self) -> str:
@@ -289,6 +292,12 @@ def validate(config: Config, source: str = "config") -> None:
             problems.append(f"{at}.webhook_url: must be an http(s) URL, got {q.webhook_url!r}")
         if q.max_waiting is not None and q.max_waiting < 1:
             problems.append(f"{at}.max_waiting: must be >= 1, got {q.max_waiting}")
+        if not (math.isfinite(q.service_level_threshold_s) and q.service_level_threshold_s >= 0):
+            problems.append(f"{at}.service_level_threshold_s: must be >= 0 seconds, got {q.service_level_threshold_s}")
+        if not 0 < q.service_level_target < 1:
+            problems.append(
+                f"{at}.service_level_target: must be between 0 and 1 (0.8 for 80%), got {q.service_level_target}"
+            )
     by_id = {q.id: q for q in config.queues}
     for i, q in enumerate(config.queues):
         if q.overflow is None:

@@ -48,6 +48,8 @@ def test_the_demo_configuration_has_every_kind_of_queue():
         (GOOD.replace('id = "calls"', 'id = "calls"\noverflow = {after_s = 5, queue = "x"}'), "overflow.queue"),
         (GOOD.replace("[server]", "[server]\ngrace_s = 'long'"), "server.grace_s"),
         (GOOD.replace('queues = ["calls"]', 'queues = [{id = "calls", priority = "top"}]'), "agents[0].queues[0]"),
+        (GOOD.replace('id = "calls"', 'id = "calls"\nservice_level_target = 80'), "queues[0].service_level_target"),
+        (GOOD.replace('id = "calls"', 'id = "calls"\nservice_level_threshold_s = -20'), "service_level_threshold_s"),
         ("this is = = not toml", "not valid TOML"),
     ],
 )
