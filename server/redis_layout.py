@@ -3,10 +3,10 @@ on them. The store (`server/store/redis.py`) and the broker (`server/bus/redis.p
 this module, and the Lua scripts through `lua/route.lua`, which frames the same way (docs/redis.md).
 
 Events travel in batches: one pub/sub message carries every event one commit (of several
-transactions) sends to one channel. An agent's events go to the channel of each node that has a
-socket of that agent, as the `where:<agent>` set says (the broker keeps it: a node adds itself
-when its first local socket of the agent subscribes); other topics (supervisors, a watched
-engagement, a consumer) to their own channel. Each entry is
+transactions) sends to one node. A topic's events (an agent's, supervisors', a watched engagement's,
+a consumer's) go to the channel of each node in the topic's `where:<topic>` set, which the broker
+keeps: a node adds itself when its first local socket subscribes to the topic, and takes itself out
+when the last one leaves. Each entry is
 `<topic length>:<topic><seq>:<frame length>:<frame>`: the topic, the agent's seq (0 for an event
 numbered by the socket), and the frame in MessagePack, without its seq (the commit gives it one).
 """
@@ -50,24 +50,18 @@ class Keys:
     def transcript(self, engagement_id: str) -> str:
         return f"{self.base}:x:{engagement_id}"
 
-    def transcript_index(self, engagement_id: str) -> str:
-        return f"{self.base}:xi:{engagement_id}"
-
     def seq(self, agent_id: str) -> str:
         return f"{self.base}:seq:{agent_id}"
 
     def log(self, agent_id: str) -> str:
         return f"{self.base}:log:{agent_id}"
 
-    def where(self, agent_id: str) -> str:
-        """The nodes with a socket of this agent: the ones its events are published to."""
-        return f"{self.base}:where:{agent_id}"
+    def where(self, topic: str) -> str:
+        """The nodes with a socket that wants this topic's events: the ones they are sent to."""
+        return f"{self.base}:where:{topic}"
 
     def buried(self, node_id: str) -> str:
         return f"{self.base}:dead:{node_id}"
-
-    def channel(self, topic: str) -> str:
-        return f"{self.channels}{topic}"
 
     def node_channel(self, node_id: str) -> str:
         """Where a node hears the events of the agents it has sockets of (and keeps its connection open)."""

@@ -98,36 +98,55 @@ async def test_the_broker_resubscribes_after_redis_restarts_and_asks_handlers_to
         await publisher.redis.aclose()
 
 
-async def test_a_node_subscribes_to_a_topic_once_however_many_local_sockets_want_it(shared_redis: RedisServer):
-    """An agent's events are addressed to the nodes in its `where` set; other topics have a channel each."""
+async def test_a_node_files_itself_once_for_a_topic_however_many_local_sockets_want_it(shared_redis: RedisServer):
+    """A topic's events are addressed to the nodes in its `where` set; the node is in it while at least one
+    local socket wants the topic, whatever the topic (an agent's events, supervisors' notices)."""
     client = Redis.from_url(shared_redis.url)
     broker = RedisBroker(client, prefix=f"t{uuid.uuid4().hex[:8]}", node_id="n1")
     await broker.start()
-    channel = broker.keys.channel("supervisors")
 
-    async def subscribers() -> int:
-        return int(dict(await client.pubsub_numsub(channel))[channel.encode()])
-
-    async def nodes_of_ann() -> set[bytes]:
-        return set(await client.smembers(broker.keys.where("ann")))  # type: ignore[misc]
+    async def nodes(topic: str) -> set[bytes]:
+        return set(await client.smembers(broker.keys.where(topic)))  # type: ignore[misc]
 
     try:
-        first = await broker.subscribe("agent:ann", lambda d: None)
-        second = await broker.subscribe("agent:ann", lambda d: None)
-        watching = [await broker.subscribe("supervisors", lambda d: None) for _ in range(2)]
-        assert await nodes_of_ann() == {b"n1"} and await subscribers() == 1
-        await first()
-        await watching[0]()
-        assert await nodes_of_ann() == {b"n1"} and await subscribers() == 1
-        await second()
-        await watching[1]()
-        assert await nodes_of_ann() == set()
-        async with asyncio.timeout(5):
-            while await subscribers() != 0:  # UNSUBSCRIBE is asynchronous on the server side
-                await asyncio.sleep(0.01)
+        for topic in ("agent:ann", "supervisors"):
+            first = await broker.subscribe(topic, lambda d: None)
+            second = await broker.subscribe(topic, lambda d: None)
+            assert await nodes(topic) == {b"n1"}
+            await first()
+            assert await nodes(topic) == {b"n1"}
+            await second()
+            assert await nodes(topic) == set()
     finally:
         await broker.close()
         await client.aclose()
+
+
+async def test_an_event_for_a_topic_nobody_wants_is_sent_nowhere_and_one_somebody_wants_reaches_them(
+    shared_redis: RedisServer,
+):
+    client = Redis.from_url(shared_redis.url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    listener = RedisBroker(client, prefix=prefix, node_id="n1")
+    publisher = RedisBroker(Redis.from_url(shared_redis.url), prefix=prefix, node_id="n2")
+    await listener.start()
+    await publisher.start()
+    got: asyncio.Queue[Delivery] = asyncio.Queue()
+    watched = asyncio.Queue[Delivery]()
+    try:
+        await listener.subscribe("agent:ann", got.put_nowait)
+        await publisher.subscribe("watch:e-1", watched.put_nowait)  # on the publisher's node only
+        first, second = StatusEvent(seq=1, status=AgentStatus.READY), StatusEvent(seq=2, status=AgentStatus.READY)
+        await publisher.publish([Delivery("agent:bob", first), Delivery("agent:ann", second)])
+        assert (await asyncio.wait_for(got.get(), 5)).frame == second  # bob's went nowhere: nobody wants it
+        await publisher.publish([Delivery("watch:e-1", first)])
+        assert (await asyncio.wait_for(watched.get(), 5)).frame == first
+        assert got.empty()
+    finally:
+        await listener.close()
+        await publisher.close()
+        await client.aclose()
+        await publisher.redis.aclose()
 
 
 async def test_while_redis_is_down_the_broker_refuses_as_unavailable_and_subscribes_nothing(
@@ -162,7 +181,7 @@ async def test_while_redis_is_down_the_broker_refuses_as_unavailable_and_subscri
                     break
                 except Refused:
                     await asyncio.sleep(0.05)
-        assert set(await client.smembers(broker.keys.where("ann"))) == {b"n1"}  # type: ignore[misc]
+        assert set(await client.smembers(broker.keys.where("agent:ann"))) == {b"n1"}  # type: ignore[misc]
         event = StatusEvent(seq=2, status=AgentStatus.NOT_READY, reason="lunch")
         await broker.publish([Delivery("agent:ann", event)])
         async with asyncio.timeout(5):

@@ -101,7 +101,7 @@ async def test_the_listener_survives_a_reconnect_that_fails_on_a_closed_transpor
     await broker.start()
     got: list[Delivery] = []
     await broker.subscribe("agent:ann", got.append)
-    where = broker.keys.where("ann")
+    where = broker.keys.where("agent:ann")
     client.where.clear()  # as a Redis that lost its data would have it
 
     pubsub.inbox.put_nowait(RuntimeError("unable to perform operation on <TCPTransport closed=True>"))

@@ -1,11 +1,12 @@
 """The shared broker: Redis pub/sub between nodes, this node's hub for its own sockets.
 
-An agent's events reach the nodes that have one of that agent's sockets: a node puts itself in the
-agent's `where` set when the agent's first local socket subscribes (and out when the last leaves),
-and the store's commit script publishes each agent event to the channel of every node in the set, in
-the same atomic step as the state change, batched with the rest of its group (one message per node
-per commit call: `server/redis_layout.py`). Other topics (supervisors, a watched engagement, a
-consumer) have a channel each, subscribed while a local socket wants it. Pub/sub is at-most-once:
+Events reach the nodes that have a socket wanting them: a node puts itself in a topic's `where` set
+when its first local socket subscribes to the topic (an agent's events, supervisors' notices, a
+watched engagement, a consumer's conversation) and takes itself out when the last one leaves; the
+store's commit script sends each event to the channel of every node in the set, in the same atomic
+step as the state change, batched with the rest of its group (one message per node per commit call:
+`server/redis_layout.py`). Each node listens to its own channel only, and nothing is published for a
+topic no socket wants (a call nobody watches). Pub/sub is at-most-once:
 when the subscription connection drops, the broker reconnects and re-subscribes by itself, puts
 itself back in the `where` sets (a Redis that lost its data lost them too), and then tells every local
 handler to resync (read what it missed from the store's per-agent log), which is how nothing is lost
@@ -35,7 +36,6 @@ from server.bus.base import Delivery, Handler, Unsubscribe
 from server.bus.hub import Hub
 from server.core.errors import Refused
 from server.redis_layout import Keys, entries, script
-from server.topics import agent_of
 
 log = logging.getLogger("switchboard.bus")
 _encode = msgspec.msgpack.Encoder().encode
@@ -91,17 +91,15 @@ class RedisBroker:
     async def publish(self, deliveries: Sequence[Delivery]) -> None:
         """Deliveries no commit published (the store publishes what it commits): routed as the commit
         routes them, in one call."""
-        keys: list[str] = []
         plan: list[list[Any]] = []
-        blobs: list[bytes] = []
+        frames: list[bytes] = []
+        at = 0
         for delivery in deliveries:
-            agent = agent_of(delivery.topic)
-            blobs.append(_encode(delivery.frame))
-            if agent is not None:
-                keys.append(self.keys.where(agent))
-            plan.append([delivery.topic, len(keys) if agent is not None else 0, len(blobs) + 2])
+            frames.append(_encode(delivery.frame))
+            plan.append([delivery.topic, self.keys.where(delivery.topic), at, len(frames[-1])])
+            at += len(frames[-1])
         try:
-            await self._publish(keys=keys, args=[self.keys.channels, _encode(plan), *blobs])
+            await self._publish(keys=[self.keys.timers], args=[self.keys.channels, _encode(plan), b"".join(frames)])
         except (RedisError, OSError) as exc:
             raise self._unavailable("publish", exc) from exc
 
@@ -127,24 +125,13 @@ class RedisBroker:
         return unsubscribe
 
     async def _listen_to(self, topic: str, node: str) -> None:
-        """An agent's events come to this node's channel once it is in the agent's `where` set; any
-        other topic has its own channel."""
-        assert self._pubsub is not None
-        agent = agent_of(topic)
-        if agent is not None:
-            if not self._ready:  # this node's channel is not listened to: the agent's events would be lost
-                raise RedisError("the pub/sub connection is down")
-            await self.redis.sadd(self.keys.where(agent), node)
-        else:
-            await self._pubsub.subscribe(self.keys.channel(topic))
+        """Events of a topic come to this node's channel once it is in the topic's `where` set."""
+        if not self._ready:  # this node's channel is not listened to: the topic's events would be lost
+            raise RedisError("the pub/sub connection is down")
+        await self.redis.sadd(self.keys.where(topic), node)
 
     async def _stop_listening(self, topic: str, node: str) -> None:
-        assert self._pubsub is not None
-        agent = agent_of(topic)
-        if agent is not None:
-            await self.redis.srem(self.keys.where(agent), node)
-        else:
-            await self._pubsub.unsubscribe(self.keys.channel(topic))
+        await self.redis.srem(self.keys.where(topic), node)
 
     async def join(self, node_id: str) -> None:
         """The node goes on under a new id (it was written off while alive): hear its agents' events on
@@ -160,15 +147,15 @@ class RedisBroker:
             raise self._unavailable("subscribe", exc) from exc
 
     async def _refile(self, old: str | None = None) -> None:
-        """Put this node in the `where` set of every agent it listens for (taking `old` out)."""
-        agents = [a for a in map(agent_of, self.hub.topics()) if a is not None]
-        if not agents:
+        """Put this node in the `where` set of every topic it listens to (taking `old` out)."""
+        topics = self.hub.topics()
+        if not topics:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for agent in agents:
+            for topic in topics:
                 if old is not None:
-                    pipe.srem(self.keys.where(agent), old)
-                pipe.sadd(self.keys.where(agent), self.node_id)
+                    pipe.srem(self.keys.where(topic), old)
+                pipe.sadd(self.keys.where(topic), self.node_id)
             await pipe.execute()
 
     async def _listen(self) -> None:

@@ -811,6 +811,10 @@ def send(tx: Tx, agent_id: str, engagement_id: str, text: str, subject: str | No
     return eng
 
 
+RECENT_FINALS = 32
+"""Finals whose place is remembered, so that one sent again replaces itself (`TalkRec.recent`)."""
+
+
 def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> list[Fragment]:
     """Live transcript in: a final replaces the partial with the same id (or, without ids, that speaker's
     latest partial), so nothing is shown twice. The handling agent and watchers get every fragment in
@@ -825,11 +829,11 @@ def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> lis
     if eng.state.is_final:
         raise Refused(ErrorCode.INVALID_STATE, f"Engagement {engagement_id!r} is {eng.state}")
     talk = tx.talk(engagement_id)
-    partials = dict(talk.partials)
+    partials, recent = dict(talk.partials), dict(talk.recent)
     count, size, made = talk.count, talk.size, talk.made
     limits = tx.dir.limits
     out: list[Fragment] = []
-    kept: list[Fragment] = []
+    kept: list[tuple[int, Fragment]] = []
     for f in incoming:
         if not f.speaker:
             raise Refused(ErrorCode.INVALID_FIELD, "Each fragment needs a `speaker`")
@@ -845,17 +849,22 @@ def add_fragments(tx: Tx, engagement_id: str, incoming: list[FragmentIn]) -> lis
         partials.pop(fid, None)
         fragment = Fragment(id=fid, speaker=f.speaker, text=f.text, final=f.final, ts=f.ts or tx.now)
         out.append(fragment)
-        if f.final:
-            count += 1
-            size += length
-            kept.append(fragment)
-        else:
+        if not f.final:
             partials[fid] = f.speaker
+            continue
+        size += length
+        place = recent.get(fid)
+        if place is None:  # a new line, at the end
+            recent[fid] = count
+            count += 1
+            if len(recent) > RECENT_FINALS:
+                del recent[next(iter(recent))]
+        kept.append((-1 if place is None else place, fragment))
     if count > limits.transcript_fragments:
         raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_fragments} fragments")
     if size > limits.transcript_bytes:
         raise Refused(ErrorCode.LIMIT_REACHED, f"The transcript may hold {limits.transcript_bytes} bytes")
-    tx.put_talk(replace(talk, count=count, size=size, made=made, partials=partials))
+    tx.put_talk(replace(talk, count=count, size=size, made=made, partials=partials, recent=recent))
     if kept:
         tx.put_fragments(eng.id, kept)
     event = TranscriptEvent(engagement=eng.id, fragments=out)

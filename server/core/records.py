@@ -162,10 +162,12 @@ class TalkRec(Struct, frozen=True, kw_only=True, gc=False):
     final replaces them); `made` numbers the fragment ids this server gave; `partials` maps each open
     partial's id to its speaker, in the order they were last written (an update moves one to the end),
     so a speaker's latest partial is their last entry: the one a recogniser that sends no ids is still
-    revising when it sends the final."""
+    revising when it sends the final. `recent` gives the place of the latest finals by id, so a final
+    sent again (a media server retrying after a lost answer) replaces itself rather than repeating."""
 
     id: str
     count: int = 0
     size: int = 0
     made: int = 0
     partials: dict[str, str] = field(default_factory=dict)
+    recent: dict[str, int] = field(default_factory=dict)

@@ -60,8 +60,9 @@ class Changes(Struct, kw_only=True):
     """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it.
 
     `events` go to agents, with their `seq`, into their logs; `notices` go to other topics (consumers,
-    supervisors, watchers) as they are, unlogged. `fragments` are transcript upserts, by fragment id
-    (finals only: partials are sent, not kept), and `talks` the transcripts' heads.
+    supervisors, watchers) as they are, unlogged. `fragments` are the transcript lines to keep, each
+    with its place (finals only: partials are sent, not kept): -1 for the end of the transcript, or
+    the place of the one it replaces; `talks` are the transcripts' heads.
 
     `retire` names the engagements that ended (closed, resolved, abandoned) with the time they are
     to be forgotten (`server.retention_s` on); `reports` are their final snapshots, for reporting, and
@@ -82,7 +83,7 @@ class Changes(Struct, kw_only=True):
     talks: dict[str, TalkRec] = field(default_factory=dict)
     events: list[tuple[str, Event]] = field(default_factory=list)
     notices: list[tuple[str, Event]] = field(default_factory=list)
-    fragments: dict[str, list[Fragment]] = field(default_factory=dict)
+    fragments: dict[str, list[tuple[int, Fragment]]] = field(default_factory=dict)
     arm: dict[str, float] = field(default_factory=dict)
     disarm: set[str] = field(default_factory=set)
     weighed: set[str] = field(default_factory=set)
@@ -161,7 +162,7 @@ class Tx:
         self._queues: dict[str, QueueRec] = {}
         self._events: list[tuple[str, Event]] = []
         self._notices: list[tuple[str, Event]] = []
-        self._fragments: dict[str, list[Fragment]] = {}
+        self._fragments: dict[str, list[tuple[int, Fragment]]] = {}
         self._arm: dict[str, float] = {}
         self._disarm: set[str] = set()
         self._status_before: dict[str, tuple[AgentStatus, str | None, object]] = {}
@@ -227,15 +228,18 @@ class Tx:
         self._queues[queue.id] = queue
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
-        """Stored fragments with this transaction's own upserts applied (a fragment keeps its place)."""
+        """Kept fragments with this transaction's own applied, each at its place."""
         stored = self.snapshot.transcript(engagement_id)
         pending = self._fragments.get(engagement_id, [])
         if not pending:
             return stored
-        merged = {f.id: f for f in stored}
-        for fragment in pending:
-            merged[fragment.id] = fragment
-        return list(merged.values())
+        merged = list(stored)
+        for place, fragment in pending:
+            if place < 0:
+                merged.append(fragment)
+            else:
+                merged[place] = fragment
+        return merged
 
     def talk(self, engagement_id: str) -> TalkRec:
         """The head of the engagement's transcript, relied on: a fragment kept meanwhile makes the
@@ -269,7 +273,8 @@ class Tx:
     def put_receipt(self, receipt: Receipt) -> None:
         self._receipts[receipt.key] = receipt
 
-    def put_fragments(self, engagement_id: str, fragments: list[Fragment]) -> None:
+    def put_fragments(self, engagement_id: str, fragments: list[tuple[int, Fragment]]) -> None:
+        """Keep these fragments, each at its place: the transcript's end (-1), or one it replaces."""
         self._fragments.setdefault(engagement_id, []).extend(fragments)
 
     def notify(self, topic: str, event: Event) -> None:

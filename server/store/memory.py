@@ -39,7 +39,7 @@ class MemoryStore:
         self._heap: list[tuple[float, str]] = []
         self._nodes: dict[str, float] = {}
         self._buried: set[str] = set()
-        self._transcripts: dict[str, dict[str, Fragment]] = {}
+        self._transcripts: dict[str, list[Fragment]] = {}
         self._talks: dict[str, TalkRec] = {}
         self._receipts: dict[str, Receipt] = {}
         self._retiring: list[tuple[float, str]] = []  # (when, engagement id), a heap
@@ -57,9 +57,12 @@ class MemoryStore:
         for engagement_id, until in changes.retire.items():
             heapq.heappush(self._retiring, (until, engagement_id))
         for engagement_id, fragments in changes.fragments.items():
-            transcript = self._transcripts.setdefault(engagement_id, {})
-            for fragment in fragments:
-                transcript[fragment.id] = fragment
+            transcript = self._transcripts.setdefault(engagement_id, [])
+            for place, fragment in fragments:
+                if place < 0:
+                    transcript.append(fragment)
+                else:
+                    transcript[place] = fragment
         events: list[tuple[str, Event]] = []
         for agent_id, event in changes.events:
             seq = self._seqs.get(agent_id, 0) + 1
@@ -90,7 +93,7 @@ class MemoryStore:
         return self._queues.get(queue_id)
 
     async def transcript(self, engagement_id: str) -> list[Fragment]:
-        return list(self._transcripts.get(engagement_id, {}).values())
+        return list(self._transcripts.get(engagement_id, ()))
 
     async def talk(self, engagement_id: str) -> TalkRec | None:
         return self._talks.get(engagement_id)
@@ -185,7 +188,7 @@ class _Snapshot:
         return self._store._queues.get(queue_id)
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
-        return list(self._store._transcripts.get(engagement_id, {}).values())
+        return list(self._store._transcripts.get(engagement_id, ()))
 
     def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
         return self._store._talks.get(engagement_id)

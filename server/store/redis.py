@@ -82,6 +82,7 @@ class _Commit(NamedTuple):
     changes, and where its outcome goes (its events' seqs, or None for a stale read)."""
 
     checks: list[tuple[str, int]]
+    versions: dict[str, int]
     writes: dict[str, bytes]
     changes: Changes
     done: asyncio.Future[list[int] | None]
@@ -179,7 +180,7 @@ class RedisStore:
         together = False  # the cached records were read in one atomic step, so they belong together
         remembered: set[str] = set()  # records taken from `_known` rather than read for this transaction
         for attempt in range(MAX_ATTEMPTS):
-            snapshot = _Snapshot(self, cache)
+            snapshot = _Snapshot(self, cache, remembered)
             try:
                 result, changes = decide(snapshot)
             except Missing as missing:
@@ -215,8 +216,10 @@ class RedisStore:
             if changes.weighed:
                 weighed = {self.keys.agent(a) for a in changes.weighed}
                 relied = snapshot.read - weighed
-            checks = [(k, cache[k][0] if k in cache else 0) for k in relied | writes.keys()]
-            seqs = await self._apply(_Commit(checks, writes, changes, asyncio.get_running_loop().create_future()))
+            versions = {k: cache[k][0] if k in cache else 0 for k in relied | writes.keys()}
+            checks = list(versions.items())
+            done = asyncio.get_running_loop().create_future()
+            seqs = await self._apply(_Commit(checks, versions, writes, changes, done))
             if seqs is not None:
                 self._remember(cache, relied, records)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
@@ -329,25 +332,21 @@ class RedisStore:
 
     async def _send(self, group: list[_Commit]) -> None:
         """One script call for the group; each transaction's future gets its own outcome."""
-        keys = [self.keys.timers, self.keys.inflight]
-        index: dict[str, int] = {}
         blobs: list[bytes] = []
+        size = 0
 
-        def at(key: str) -> int:
-            if key not in index:
-                keys.append(key)
-                index[key] = len(keys)  # Lua's KEYS is 1-based
-            return index[key]
-
-        def blob(data: bytes) -> int:
+        def blob(data: bytes) -> tuple[int, int]:
+            nonlocal size
             blobs.append(data)
-            return len(blobs) + 1  # ARGV[1] is the group
+            at = size, len(data)
+            size += len(data)
+            return at
 
-        plans = [self._plan(commit, at, blob) for commit in group]
+        plans = [self._plan(commit, blob) for commit in group]
+        header = [self.keys.reports, self.keys.channels, self.log_size, int(self.retention_s * 1000), plans]
         try:
             results = await self._commit(
-                keys=keys,
-                args=[_encode([self.keys.channels, self.log_size, int(self.retention_s * 1000), plans]), *blobs],
+                keys=[self.keys.timers, self.keys.inflight], args=[_encode(header), b"".join(blobs)]
             )
         except Exception as exc:  # each waiting transaction answers for it (Refused, or a Redis error)
             for commit in group:
@@ -358,46 +357,42 @@ class RedisStore:
             if not commit.done.done():
                 commit.done.set_result([int(s) for s in detail] if ok == 1 else None)
 
-    def _plan(self, commit: _Commit, at: Callable[[str], int], blob: Callable[[bytes], int]) -> list[Any]:
+    def _plan(self, commit: _Commit, blob: Callable[[bytes], tuple[int, int]]) -> list[Any]:
         """One transaction's part of a group call (see lua/commit.lua)."""
         changes, keys = commit.changes, self.keys
-        encoded: dict[int, int] = {}  # an event sent to an agent and to watchers is encoded once
+        encoded: dict[int, tuple[int, int]] = {}  # an event sent to an agent and to watchers is encoded once
 
-        def frame(event: Event) -> int:
-            if id(event) not in encoded:
-                encoded[id(event)] = blob(_encode(event))
-            return encoded[id(event)]
+        def frame(event: Event) -> tuple[int, int]:
+            at = encoded.get(id(event))
+            if at is None:
+                at = encoded[id(event)] = blob(_encode(event))
+            return at
 
-        expire: list[list[int]] = []
+        expire: list[list[Any]] = []
         for engagement_id, until in changes.retire.items():
             ttl = max(1, math.ceil(until - changes.now))
-            for key in (
-                keys.engagement(engagement_id),
-                keys.talk(engagement_id),
-                keys.transcript(engagement_id),
-                keys.transcript_index(engagement_id),
-            ):
-                expire.append([at(key), ttl])
+            for key in (keys.engagement(engagement_id), keys.talk(engagement_id), keys.transcript(engagement_id)):
+                expire.append([key, ttl])
         for key, receipt in changes.receipts.items():
-            expire.append([at(keys.receipt(key)), max(1, math.ceil(receipt.expires_at - changes.now))])
-        reports = [blob(_json(view)) for view in changes.reports]
+            expire.append([keys.receipt(key), max(1, math.ceil(receipt.expires_at - changes.now))])
         return [
-            [[at(k), version] for k, version in commit.checks],
-            [[at(k), blob(data)] for k, data in commit.writes.items()],
-            [[key, repr(due)] for key, due in changes.arm.items()],
-            sorted(changes.disarm),
+            commit.checks,
+            [[k, blob(data), commit.versions.get(k, 0) + 1] for k, data in commit.writes.items()],
+            [[key, repr(due)] for key, due in changes.arm.items()] if changes.arm else (),
+            sorted(changes.disarm) if changes.disarm else (),
             [
-                [agent_topic(a), at(keys.where(a)), at(keys.seq(a)), at(keys.log(a)), frame(e)]
+                [topic, keys.seq(a), keys.log(a), keys.where(topic), frame(e)]
                 for a, e in changes.events
+                for topic in (agent_topic(a),)
             ],
             [
-                [at(keys.transcript(eid)), at(keys.transcript_index(eid)), f.id, blob(_encode(f))]
+                [keys.transcript(eid), place, blob(_encode(f))]
                 for eid, fragments in changes.fragments.items()
-                for f in fragments
+                for place, f in fragments
             ],
-            [[topic, frame(e)] for topic, e in changes.notices],
+            [[topic, keys.where(topic), frame(e)] for topic, e in changes.notices],
             expire,
-            [at(keys.reports), reports] if reports else [],
+            [blob(_json(view)) for view in changes.reports],
         ]
 
     # --- reads -----------------------------------------------------------------------------------
@@ -528,25 +523,47 @@ class RedisStore:
 
 
 class _Snapshot:
-    """Reads from the transaction's cache; a miss raises `Missing` with what to fetch (see `Snapshot`)."""
+    """Reads from the transaction's cache, or else from what the node knows (`RedisStore._known`),
+    noting in `remembered` what came from there; any other miss raises `Missing` with what to fetch (see
+    `Snapshot`). A queue is never taken from what the node knows: reading one takes its turn first."""
 
-    def __init__(self, store: RedisStore, cache: dict[str, tuple[int, Any]]) -> None:
+    def __init__(
+        self, store: RedisStore, cache: dict[str, tuple[int, Any]], remembered: set[str] | None = None
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._remembered = remembered
+        self._since = time.monotonic() - store.known_for_s
         self.read: set[str] = set()
 
+    def _recall(self, key: str) -> bool:
+        """Take a record the node knows, young enough, into the transaction's cache."""
+        if self._remembered is None:
+            return False
+        entry = self._store._known.get(key)
+        if entry is None or entry[2] <= self._since:
+            return False
+        self._cache[key] = entry[0], entry[1]
+        self._remembered.add(key)
+        return True
+
     def _take(self, key: str, also: list[str] | None = None) -> Any:
-        if key not in self._cache:
+        cache = self._cache
+        if key not in cache and not self._recall(key):
             raise Missing([key, *(also or [])])
+        if also:
+            for other in also:
+                if other not in cache:
+                    self._recall(other)
         self.read.add(key)
-        return self._cache[key][1]
+        return cache[key][1]
 
     def agent(self, agent_id: str) -> AgentRec | None:
         return self._take(self._store.keys.agent(agent_id))
 
     def agents(self, agent_ids: list[str]) -> list[AgentRec | None]:
         keys = [self._store.keys.agent(a) for a in agent_ids]
-        missing = [k for k in keys if k not in self._cache]
+        missing = [k for k in keys if k not in self._cache and not self._recall(k)]
         if missing:
             raise Missing(missing)
         return [self._take(k) for k in keys]
@@ -559,13 +576,16 @@ class _Snapshot:
         key = self._store.keys.talk(engagement_id)
         if relied:
             return self._take(key)
-        if key not in self._cache:
+        if key not in self._cache and not self._recall(key):
             raise Missing([key])
         return self._cache[key][1]
 
     def queue(self, queue_id: str) -> QueueRec | None:
-        members = [self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, [])]
-        return self._take(self._store.keys.queue(queue_id), members)
+        key = self._store.keys.queue(queue_id)
+        if key not in self._cache:  # its turn is taken before it is read (`RedisStore._take_turns`)
+            raise Missing([key, *(self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, []))])
+        self.read.add(key)
+        return self._cache[key][1]
 
     def transcript(self, engagement_id: str) -> list[Fragment]:
         key = self._store.keys.transcript(engagement_id)

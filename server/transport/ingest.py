@@ -4,33 +4,59 @@ The key comes as `Authorization: Bearer <key>`, `?token=<key>`, or in `hello {to
 `transcript {engagement, fragments}` is applied like `POST /v1/engagements/{id}/transcript` and
 answered `ok` (with `id`) or `error`; the socket stays open across engagements.
 
-One media server streams many calls over one socket, so with a store across the network (Redis)
-frames for different engagements are applied side by side (up to `IN_FLIGHT` at once): one at a time
-would cap the socket at one fragment per round trip. Frames for one engagement are applied in the order they came,
-and every reply still comes in its frame's order.
+One media server streams many calls over one socket. With a store across the network (Redis), the
+frames that arrive while a batch is being applied make the next batch, applied as one transaction:
+one round trip for all of them, however many calls they are for (each frame still succeeds or fails
+on its own). Frames keep their order (one engagement's lines are applied in the order they came),
+and every reply comes in its frame's order, a malformed frame's error and a `ping` included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
 from protocol.codec import INGEST_CODECS, Codec
 from protocol.codes import CloseCode, ErrorCode
-from protocol.frames import Client, Hello, IngestTranscript, Ok, ServerFrame, Welcome
+from protocol.frames import Client, Error, Hello, IngestTranscript, Ok, ServerFrame, Welcome
+from protocol.model import Fragment
 from server.auth import check_api_key
 from server.core import lifecycle
 from server.core.errors import Refused
+from server.core.tx import Tx
 from server.node import Node
 from server.transport.session import Session, _Close, goes_back
 
-IN_FLIGHT = 64
-"""Transcript frames of one socket being applied at once; the socket is not read further meanwhile."""
+IN_FLIGHT = 256
+"""Transcript frames of one socket read and not yet answered; the socket is not read further meanwhile."""
 
 log = logging.getLogger("switchboard.ingest")
+
+
+@dataclass
+class _Slot:
+    """A frame's place in the line of replies: its reply once known."""
+
+    frame: Client | None
+    reply: ServerFrame | None = None
+    known: bool = False
+
+
+def apply_frames(tx: Tx, frames: list[IngestTranscript]) -> list[list[Fragment] | Refused]:
+    """Each frame's fragments, in order, in one transaction; a frame refused (an unknown call, one
+    without transcription) changes nothing and leaves the others be."""
+    out: list[list[Fragment] | Refused] = []
+    for frame in frames:
+        try:
+            out.append(lifecycle.add_fragments(tx, frame.engagement, frame.fragments))
+        except Refused as refused:
+            out.append(refused)
+    return out
 
 
 class IngestSession(Session):
@@ -39,10 +65,11 @@ class IngestSession(Session):
 
     def __init__(self, websocket: WebSocket, node: Node) -> None:
         super().__init__(websocket, node)
-        self._answers: deque[tuple[Client | None, asyncio.Task[ServerFrame | None] | ServerFrame]] = deque()
-        """Frames in the order they came, each with its reply or the task working it out."""
-        self._latest: dict[str, asyncio.Task[ServerFrame | None]] = {}
-        """The last frame taken for each engagement: the next one for it waits for that one."""
+        self._line: deque[_Slot] = deque()
+        """Every frame read and not yet answered, in order: its reply is sent once those before it are."""
+        self._waiting: list[tuple[IngestTranscript, _Slot]] = []
+        """Transcript frames not yet applied: the next batch."""
+        self._applying: asyncio.Task[None] | None = None
 
     def _codec(self, codec: Codec) -> Codec:
         return INGEST_CODECS[codec.subprotocol]
@@ -75,73 +102,68 @@ class IngestSession(Session):
     async def _read(self) -> None:
         try:
             await super()._read()
-            while self._answers:  # the client is gone; what it sent is applied all the same
-                await self._oldest()
-        finally:
-            for _, work in self._answers:
-                if isinstance(work, asyncio.Task):
-                    work.cancel()
+        finally:  # the client is gone; what it sent is applied all the same
+            await self._settled()
 
     async def _answer(self, frame: Client) -> None:
-        if not self.node.store.remote:  # nothing to wait on: side by side would only add tasks
+        if not self.node.store.remote:  # nothing to wait on: the frame is applied as it comes
             await super()._answer(frame)
             return
         if not isinstance(frame, IngestTranscript):  # `ping`, `hello`: answered once the frames before are
-            while self._answers:
-                await self._oldest()
+            await self._settled()
             await super()._answer(frame)
             return
-        while len(self._answers) >= IN_FLIGHT:
-            await self._oldest()
-        eid = frame.engagement
-        work = asyncio.ensure_future(self._in_turn(frame, self._latest.get(eid)))
-        self._latest[eid] = work
-        self._answers.append((frame, work))
-        work.add_done_callback(lambda done: self._done(eid, done))
+        slot = _Slot(frame)
+        self._line.append(slot)
+        self._waiting.append((frame, slot))
+        if self._applying is None:
+            self._applying = asyncio.ensure_future(self._apply())
+        while len(self._line) >= IN_FLIGHT and self._applying is not None:
+            await asyncio.wait([self._applying])
 
-    async def _in_turn(self, frame: Client, before: asyncio.Task[ServerFrame | None] | None) -> ServerFrame | None:
-        if before is not None and not before.done():
-            await asyncio.wait([before])
-        return await self._handle(frame)
+    async def _settled(self) -> None:
+        """Until every frame read so far is applied and answered."""
+        while self._applying is not None:
+            await asyncio.wait([self._applying])
 
-    async def _oldest(self) -> None:
-        work = self._answers[0][1]
-        if isinstance(work, asyncio.Task):
-            await asyncio.wait([work])
-        self._release_answers()
+    async def _apply(self) -> None:
+        """Apply what waits, batch after batch, until nothing does."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                frames = [frame for frame, _ in batch]
+                try:
+                    results = await self.node.run(functools.partial(apply_frames, frames=frames))
+                except Refused as refused:  # the store is out of reach: every frame of the batch is refused
+                    results = [refused for _ in batch]
+                for (frame, slot), result in zip(batch, results, strict=True):
+                    slot.reply, slot.known = self._outcome(frame, result), True
+                self._release()
+        except Exception:
+            log.exception("ingest frames failed")
+            self.fail(CloseCode.INTERNAL_ERROR, "internal error; it has been logged")
+        finally:
+            self._applying = None
 
-    def _done(self, eid: str, work: asyncio.Task[ServerFrame | None]) -> None:
-        if self._latest.get(eid) is work:
-            del self._latest[eid]
-        self._release_answers()
+    def _outcome(self, frame: IngestTranscript, result: list[Fragment] | Refused) -> ServerFrame:
+        if isinstance(result, Refused):
+            self.node.metrics.request("transcript", result.code)
+            return Error(re=frame.id, code=result.code, message=result.message)
+        self.node.metrics.request("transcript", "ok")
+        return Ok(re=frame.id, engagement=frame.engagement, message=result[-1].id if result else None)
 
-    def _release_answers(self) -> None:
-        """Send the replies at the head of the line whose work is done, in the order their frames came."""
-        answers = self._answers
-        while answers:
-            frame, work = answers[0]
-            if isinstance(work, asyncio.Task):
-                if not work.done():
-                    return
-                if work.cancelled():
-                    answers.popleft()
-                    continue
-                if (exc := work.exception()) is not None:
-                    answers.popleft()
-                    log.error("ingest frame failed", exc_info=exc)
-                    self.fail(CloseCode.INTERNAL_ERROR, "internal error; it has been logged")
-                    continue
-                reply = work.result()
-            else:
-                reply = work
-            answers.popleft()
-            if reply is not None and goes_back(frame, reply):
-                super()._reply(reply)
+    def _release(self) -> None:
+        """Send the replies at the head of the line that are known, in the order their frames came."""
+        line = self._line
+        while line and line[0].known:
+            slot = line.popleft()
+            if slot.reply is not None and goes_back(slot.frame, slot.reply):
+                super()._reply(slot.reply)
 
     def _reply(self, reply: ServerFrame, after: int = 0) -> None:
         """A reply made at once (a malformed frame's error) waits behind the replies still being worked out."""
-        if self._answers:
-            self._answers.append((None, reply))
+        if self._line:
+            self._line.append(_Slot(None, reply, known=True))
         else:
             super()._reply(reply, after)
 

@@ -1,8 +1,8 @@
 -- Batching and routing of events, put before commit.lua and publish.lua (server/redis_layout.py says
--- the same in Python). Entries are collected per channel while the script runs and published once
--- at its end, one message per channel: `<topic length>:<topic><seq>:<frame length>:<frame>` each.
--- An agent's event goes to the channel of every node in its `where` set (the nodes with one of its
--- sockets); any other topic to its own channel.
+-- the same in Python). An event goes to the channel of every node in its topic's `where` set (the
+-- nodes with a socket that wants it); nowhere when the set is empty. Entries are collected per
+-- channel while the script runs and published once at its end, one message per channel:
+-- `<topic length>:<topic><seq>:<frame length>:<frame>` each.
 local route_order, route_batches, route_where = {}, {}, {}
 
 local function route_post(channel, text)
@@ -15,11 +15,7 @@ local function route_post(channel, text)
   list[#list + 1] = text
 end
 
-local function route_entry(topic, seq, blob)
-  return #topic .. ':' .. topic .. seq .. ':' .. #blob .. ':' .. blob
-end
-
-local function route_to_agent(prefix, topic, where_key, seq, blob)
+local function route_event(prefix, topic, where_key, seq, blob)
   local nodes = route_where[where_key]
   if nodes == nil then
     nodes = redis.call('SMEMBERS', where_key)
@@ -28,14 +24,10 @@ local function route_to_agent(prefix, topic, where_key, seq, blob)
   if #nodes == 0 then
     return
   end
-  local text = route_entry(topic, seq, blob)
+  local text = #topic .. ':' .. topic .. seq .. ':' .. #blob .. ':' .. blob
   for _, node in ipairs(nodes) do
     route_post(prefix .. 'node:' .. node, text)
   end
-end
-
-local function route_to_topic(prefix, topic, blob)
-  route_post(prefix .. topic, route_entry(topic, 0, blob))
 end
 
 local function route_flush()
