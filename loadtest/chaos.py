@@ -677,6 +677,7 @@ class Cluster:
         started = time.time()
         deadline = started + RECOVERY_TIMEOUT_S + self.plan.kill_down_s
         # the write-off of the node hit, watched from the start (it happens while the fault lasts)
+        woken = 0.0
         burial = asyncio.create_task(self._until(self._is_buried(target), deadline)) if target else None
         if kind == "kill":
             await asyncio.to_thread(node.kill)
@@ -688,6 +689,7 @@ class Cluster:
             try:  # frozen until the others write it off: past the node timeout, as a long GC pause or a VM stall
                 await asyncio.shield(burial)
             finally:
+                woken = time.time()  # before the signal: the node may run (and fence) before this process does
                 node.send(signal.SIGCONT)
         elif kind == "redis":
             await asyncio.to_thread(self.redis.stop, True)
@@ -695,7 +697,7 @@ class Cluster:
             await asyncio.to_thread(self.redis.start)
         else:
             raise ValueError(f"unknown fault {kind!r}")
-        ended = time.time()
+        ended = woken if kind == "pause" else time.time()
         deadline = ended + RECOVERY_TIMEOUT_S
         whole_at = await self._until(lambda: self._whole(api), deadline)
         written_off_at = await burial if burial is not None else None

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 from msgspec.structs import replace
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from protocol.codes import ErrorCode
@@ -36,6 +35,7 @@ from server.bus.base import Delivery, Handler, Unsubscribe
 from server.bus.hub import Hub
 from server.core.errors import Refused
 from server.redis_layout import Keys, entries, script
+from server.redis_pipe import Pipe, Subscription
 
 log = logging.getLogger("switchboard.bus")
 _encode = msgspec.msgpack.Encoder().encode
@@ -62,14 +62,14 @@ class RedisBroker:
         self.node_id = node_id
         self._inbox = self.keys.node_channel(node_id)
         self._publish = client.register_script(script("publish.lua", with_routing=True))
-        self._pubsub: PubSub | None = None
+        self._pipe = Pipe(client)
+        self._subscription: Subscription | None = None
         self._listener: asyncio.Task[None] | None = None
         self._ready = False
         self._failure_callbacks: list[Callable[[str], None]] = []
 
     async def start(self) -> None:
-        self._pubsub = self.redis.pubsub()
-        await self._pubsub.subscribe(self._inbox)
+        self._subscription = await self._pipe.subscribe(self._inbox, self._received)
         self._ready = True
         self._listener = asyncio.create_task(self._listen(), name="switchboard-pubsub")
 
@@ -105,7 +105,7 @@ class RedisBroker:
 
     async def subscribe(self, topic: str, handler: Handler) -> Unsubscribe:
         node = self.node_id  # the id it is filed under, should the node take another meanwhile
-        if self.hub.add(topic, handler) and self._pubsub is not None:
+        if self.hub.add(topic, handler):
             try:
                 await self._listen_to(topic, node)
             except (RedisError, OSError) as exc:
@@ -114,7 +114,7 @@ class RedisBroker:
                 raise self._unavailable("subscribe", exc) from exc
 
         async def unsubscribe() -> None:
-            if self.hub.remove(topic, handler) and self._pubsub is not None:
+            if self.hub.remove(topic, handler):
                 try:
                     await self._stop_listening(topic, node)
                 except (RedisError, OSError):
@@ -136,12 +136,12 @@ class RedisBroker:
     async def join(self, node_id: str) -> None:
         """The node goes on under a new id (it was written off while alive): hear its agents' events on
         the new id's channel, and file the agents it still listens for under it."""
-        assert self._pubsub is not None
         old, self.node_id = self.node_id, node_id
         self._inbox = self.keys.node_channel(node_id)
         try:
-            await self._pubsub.subscribe(self._inbox)
-            await self._pubsub.unsubscribe(self.keys.node_channel(old))
+            if self._subscription is not None:
+                await self._subscription.add(self._inbox)
+                await self._subscription.drop(self.keys.node_channel(old))
             await self._refile(old)
         except (RedisError, OSError) as exc:
             raise self._unavailable("subscribe", exc) from exc
@@ -158,50 +158,50 @@ class RedisBroker:
                 pipe.sadd(self.keys.where(topic), self.node_id)
             await pipe.execute()
 
+    def _received(self, channel: bytes, message: bytes) -> None:
+        """A batch on this node's channel, straight from the socket's reader: every delivery dispatched."""
+        try:
+            deliveries = _deliveries(message)
+        except (msgspec.DecodeError, ValueError):
+            log.error("undecodable events on %s dropped", channel.decode(errors="replace"))
+            return
+        dispatch = self.hub.dispatch
+        for delivery in deliveries:
+            dispatch(delivery)
+
     async def _listen(self) -> None:
-        assert self._pubsub is not None
-        pubsub = self._pubsub
+        """Watch the subscription; when it is lost, subscribe again (backing off while Redis is out of
+        reach), file this node back in every `where` set (a Redis that lost its data lost them), and ask
+        every local handler to catch up from the log (pub/sub kept nothing meanwhile)."""
         backoff = 0.05
         while True:
-            try:
-                message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError, RuntimeError) as exc:
-                # RuntimeError: the event loop refusing to write to a transport closed under a reconnect
-                # (uvloop: "unable to perform operation on <TCPTransport closed=True>"), when Redis goes
-                # away again as the connection comes back. Whatever ends this loop leaves the node
-                # subscribed to nothing, deaf to every event while it says it is ready.
-                if self._ready:
-                    log.warning("lost the pub/sub connection (%s); reconnecting", type(exc).__name__)
-                    self._failed("connection")
-                self._ready = False
-                if pubsub.connection is not None:  # the next attempt connects (and re-subscribes) afresh
-                    with contextlib.suppress(RedisError, OSError, RuntimeError):
-                        await pubsub.connection.disconnect()
+            if self._subscription is not None:
+                await self._subscription.closed
+                log.warning("lost the pub/sub connection; reconnecting")
+                self._failed("connection")
+            self._ready = False
+            self._subscription = None
+            while True:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
-                continue
-            if not self._ready:
-                # get_message reconnected and re-subscribed every channel; a Redis that lost its data
-                # lost the `where` sets too; what was published in between is in the store's logs, so
-                # every local handler is asked to catch up.
+                try:
+                    subscription = await self._pipe.subscribe(self._inbox, self._received)
+                except (RedisError, OSError, RuntimeError):
+                    # RuntimeError: the event loop refusing to write to a transport closed under a
+                    # reconnect (uvloop), when Redis goes away again as the connection comes back.
+                    # Whatever ended this loop would leave the node deaf while it says it is ready.
+                    continue
                 try:
                     await self._refile()
                 except (RedisError, OSError):
-                    continue  # gone again: the next get_message fails and this starts over
-                self._ready = True
-                backoff = 0.05
-                log.warning("pub/sub reconnected; resyncing %d topics", len(self.hub.topics()))
-                self.hub.resync()
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                deliveries = _deliveries(message["data"])
-            except (msgspec.DecodeError, ValueError):
-                log.error("undecodable events on %s dropped", message["channel"])
-                continue
-            dispatch = self.hub.dispatch
-            for delivery in deliveries:
-                dispatch(delivery)
+                    subscription.close()
+                    continue
+                break
+            self._subscription = subscription
+            self._ready = True
+            backoff = 0.05
+            log.warning("pub/sub reconnected; resyncing %d topics", len(self.hub.topics()))
+            self.hub.resync()
 
     async def ping(self) -> bool:
         """Subscribed and listening: a listener that ended (whatever the reason) leaves the node deaf."""
@@ -212,9 +212,9 @@ class RedisBroker:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+        if self._subscription is not None:
+            self._subscription.close()
+        await self._pipe.close()
 
 
 if TYPE_CHECKING:

@@ -38,6 +38,7 @@ from server.core.errors import Refused
 from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.core.tx import Changes
 from server.redis_layout import Keys, script
+from server.redis_pipe import Pipe
 from server.store.base import Committed, Decide, T
 from server.topics import agent_topic
 
@@ -119,9 +120,10 @@ class RedisStore:
         self.log_size = log_size
         self.lease_s = lease_s
         self.queue_members = queue_members or {}
-        self._commit = client.register_script(script("commit.lua", with_routing=True))
+        self._pipe = Pipe(client)  # the calls every transaction makes: a lean connection of their own
+        self._commit = script("commit.lua", with_routing=True)
+        self._read = script("read.lua")
         self._claim = client.register_script(script("claim.lua"))
-        self._read = client.register_script(script("read.lua"))
         self._group: list[_Commit] = []  # ready to commit, in the call the next turn of the loop sends
         self._sending: set[asyncio.Future[None]] = set()
         self._epoch: str | None = None
@@ -303,7 +305,7 @@ class RedisStore:
         if not wanted:
             return
         kind_at = len(self.keys.base) + 1
-        rows = cast(list[list[Any]], await self._read(keys=wanted, args=[key[kind_at] for key in wanted]))
+        rows = cast(list[list[Any]], await self._pipe.script(self._read, wanted, [key[kind_at] for key in wanted]))
         fetched: list[tuple[str, int, Any]] = []
         for key, row in zip(wanted, rows, strict=True):
             if key[kind_at] == "x":  # a transcript: its engagement's version covers it
@@ -345,8 +347,8 @@ class RedisStore:
         plans = [self._plan(commit, blob) for commit in group]
         header = [self.keys.reports, self.keys.channels, self.log_size, int(self.retention_s * 1000), plans]
         try:
-            results = await self._commit(
-                keys=[self.keys.timers, self.keys.inflight], args=[_encode(header), b"".join(blobs)]
+            results = await self._pipe.script(
+                self._commit, [self.keys.timers, self.keys.inflight], [_encode(header), b"".join(blobs)]
             )
         except Exception as exc:  # each waiting transaction answers for it (Refused, or a Redis error)
             for commit in group:
@@ -519,6 +521,7 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
+        await self._pipe.close()
         await self.redis.aclose(close_connection_pool=True)
 
 
