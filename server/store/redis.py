@@ -40,7 +40,7 @@ from server.core.tx import Changes
 from server.redis_layout import Keys, script
 from server.redis_pipe import Pipe
 from server.store.base import Committed, Decide, T
-from server.topics import agent_topic
+from server.topics import AGENT
 
 MAX_ATTEMPTS = 64
 BURIED_TTL_S = 7 * 24 * 3600  # a node written off and never seen again is forgotten after a week
@@ -318,9 +318,11 @@ class RedisStore:
         self._know(fetched)
 
     async def _apply(self, commit: _Commit) -> list[int] | None:
-        """Commit with the others ready in this turn of the loop: the seqs of its events, or None when a
-        record it relied on changed (nothing of it was applied)."""
-        if not self._group:
+        """Commit with the others ready meanwhile: the seqs of its events, or None when a record it relied
+        on changed (nothing of it was applied). One call is in flight at a time: what becomes ready while
+        it is goes in the next, so the busier the node, the more each call carries, and a quiet node's
+        commit goes at once (it waits at most for one call ahead of it)."""
+        if not self._group and not self._sending:
             asyncio.get_running_loop().call_soon(self._send_group)
         self._group.append(commit)
         return await commit.done
@@ -330,26 +332,24 @@ class RedisStore:
         for start in range(0, len(group), GROUP_MAX):
             task = asyncio.ensure_future(self._send(group[start : start + GROUP_MAX]))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Future[None]) -> None:
+        self._sending.discard(task)
+        if not self._sending and self._group:
+            self._send_group()
 
     async def _send(self, group: list[_Commit]) -> None:
         """One script call for the group; each transaction's future gets its own outcome."""
         blobs: list[bytes] = []
-        size = 0
-
-        def blob(data: bytes) -> tuple[int, int]:
-            nonlocal size
-            blobs.append(data)
-            at = size, len(data)
-            size += len(data)
-            return at
-
-        plans = [self._plan(commit, blob) for commit in group]
-        header = [self.keys.reports, self.keys.channels, self.log_size, int(self.retention_s * 1000), plans]
+        tokens: list[Any] = []
+        for commit in group:
+            self._plan(commit, blobs, tokens)
+        keys = self.keys
+        names = [keys.reports, keys.channels, keys.seq(""), keys.log(""), keys.where(""), keys.transcript(""), AGENT]
+        header = _encode([names, self.log_size, int(self.retention_s * 1000), len(blobs), len(group)])
         try:
-            results = await self._pipe.script(
-                self._commit, [self.keys.timers, self.keys.inflight], [_encode(header), b"".join(blobs)]
-            )
+            results = await self._pipe.script(self._commit, [keys.timers, keys.inflight], [header, *blobs, *tokens])
         except Exception as exc:  # each waiting transaction answers for it (Refused, or a Redis error)
             for commit in group:
                 if not commit.done.done():
@@ -359,43 +359,56 @@ class RedisStore:
             if not commit.done.done():
                 commit.done.set_result([int(s) for s in detail] if ok == 1 else None)
 
-    def _plan(self, commit: _Commit, blob: Callable[[bytes], tuple[int, int]]) -> list[Any]:
-        """One transaction's part of a group call (see lua/commit.lua)."""
+    def _plan(self, commit: _Commit, blobs: list[bytes], tokens: list[Any]) -> None:
+        """One transaction's run of arguments in a group call (see lua/commit.lua)."""
         changes, keys = commit.changes, self.keys
-        encoded: dict[int, tuple[int, int]] = {}  # an event sent to an agent and to watchers is encoded once
+        encoded: dict[int, int] = {}  # an event sent to an agent and to watchers is one blob
 
-        def frame(event: Event) -> tuple[int, int]:
+        def blob(data: bytes) -> int:
+            blobs.append(data)
+            return len(blobs) + 1  # ARGV[1] is the header
+
+        def frame(event: Event) -> int:
             at = encoded.get(id(event))
             if at is None:
                 at = encoded[id(event)] = blob(_encode(event))
             return at
 
-        expire: list[list[Any]] = []
+        plan: list[Any] = [len(commit.checks)]
+        for key, version in commit.checks:
+            plan += (key, version)
+        plan.append(len(commit.writes))
+        for key, data in commit.writes.items():
+            plan += (key, commit.versions.get(key, 0) + 1, blob(data))
+        plan.append(len(changes.arm))
+        for timer, due in changes.arm.items():
+            plan += (timer, repr(due))
+        plan.append(len(changes.disarm))
+        plan += sorted(changes.disarm)
+        plan.append(len(changes.events))
+        for agent, event in changes.events:
+            plan += (agent, frame(event))
+        fragments = [(eid, place, f) for eid, kept in changes.fragments.items() for place, f in kept]
+        plan.append(len(fragments))
+        for eid, place, fragment in fragments:
+            plan += (eid, place, blob(_encode(fragment)))
+        plan.append(len(changes.notices))
+        for topic, event in changes.notices:
+            plan += (topic, frame(event))
+        expire: list[tuple[str, int]] = []
         for engagement_id, until in changes.retire.items():
             ttl = max(1, math.ceil(until - changes.now))
             for key in (keys.engagement(engagement_id), keys.talk(engagement_id), keys.transcript(engagement_id)):
-                expire.append([key, ttl])
+                expire.append((key, ttl))
         for key, receipt in changes.receipts.items():
-            expire.append([keys.receipt(key), max(1, math.ceil(receipt.expires_at - changes.now))])
-        return [
-            commit.checks,
-            [[k, blob(data), commit.versions.get(k, 0) + 1] for k, data in commit.writes.items()],
-            [[key, repr(due)] for key, due in changes.arm.items()] if changes.arm else (),
-            sorted(changes.disarm) if changes.disarm else (),
-            [
-                [topic, keys.seq(a), keys.log(a), keys.where(topic), frame(e)]
-                for a, e in changes.events
-                for topic in (agent_topic(a),)
-            ],
-            [
-                [keys.transcript(eid), place, blob(_encode(f))]
-                for eid, fragments in changes.fragments.items()
-                for place, f in fragments
-            ],
-            [[topic, keys.where(topic), frame(e)] for topic, e in changes.notices],
-            expire,
-            [blob(_json(view)) for view in changes.reports],
-        ]
+            expire.append((keys.receipt(key), max(1, math.ceil(receipt.expires_at - changes.now))))
+        plan.append(len(expire))
+        for key, ttl in expire:
+            plan += (key, ttl)
+        plan.append(len(changes.reports))
+        plan += [blob(_json(view)) for view in changes.reports]
+        tokens.append(len(plan))
+        tokens += plan
 
     # --- reads -----------------------------------------------------------------------------------
 

@@ -3,86 +3,122 @@
 -- events of the whole group go out at the end, one message per channel.
 --
 -- Every key is under the contact center's hash tag, the same slot as the two declared ones, so the
--- plans name keys in full (server/redis_layout.py makes every name) rather than as one argument each.
+-- plans name keys rather than pass them as one argument each: records in full, and the keys of an
+-- agent, a topic or a transcript as the prefix the header gives (server/redis_layout.py makes every
+-- name) and an id. The plans are flat runs of arguments (no table to build per item: that was most of
+-- the script's time), and each blob (a record, a frame) is an argument of its own, named by index.
 --
 -- KEYS[1]  timers (zset: timer key -> due time)
 -- KEYS[2]  in-flight timers (zset: timer key -> lease expiry)
--- ARGV[1]  MessagePack {reports stream, channel prefix, log size, retention ms, {plan, ...}}, a plan being
---   1 checks    {{key, version}, ...}         version 0 means "did not exist"
---   2 writes    {{key, blob, version}, ...}   the new version: one more than the one checked
---   3 arm       {{timer key, due}, ...}       due as a string, to keep every digit
---   4 disarm    {timer key, ...}
---   5 events    {{topic, seq key, log key, where key, blob}, ...}  in commit order: each gets the
---               agent's next seq, goes into its log (trimmed to about log size, never below, id
---               `<seq>-1`) and to the nodes in its topic's `where` set
---   6 fragments {{list key, place, blob}, ...}  transcript lines kept: at the end of the list for
---               place -1, else in the place of the one they replace
---   7 notices   {{topic, where key, blob}, ...}  sent as they are (seq 0), to the nodes that want them
---   8 expire    {{key, seconds}, ...}         time to live (what ended, idempotency receipts)
---   9 reports   {blob, ...}                   ended engagements, added to the reporting stream, which
---               keeps the last retention's worth
--- ARGV[2]  every blob (records, frames) end to end; a blob above is {offset, length} in it (cmsgpack
---          has no binary type, and one argument costs less than one per blob)
+-- ARGV[1]  MessagePack {names, log size, retention ms, blob count, plan count}, names being {reports
+--          stream, channel prefix, seq prefix, log prefix, where prefix, transcript prefix, agent topic
+--          prefix}
+-- ARGV[2..] the blobs, then the plans, each a run of arguments:
+--   length (the arguments that follow in this plan)
+--   n, then n × (key, version)                 checks: version 0 means "did not exist"
+--   n, then n × (key, new version, blob)       writes
+--   n, then n × (timer key, due)               arm (due as a string, to keep every digit)
+--   n, then n × timer key                      disarm
+--   n, then n × (agent, blob)                  events, in commit order: each gets the agent's next
+--                                              seq, goes into its log (trimmed to about log size,
+--                                              never below, id `<seq>-1`) and to the nodes in its
+--                                              topic's `where` set
+--   n, then n × (engagement, place, blob)      transcript lines kept: at the end for place -1, else in
+--                                              the place of the one they replace
+--   n, then n × (topic, blob)                  notices, sent as they are (seq 0) to the nodes that want
+--                                              them
+--   n, then n × (key, seconds)                 time to live (what ended, idempotency receipts)
+--   n, then n × blob                           ended engagements, for the reporting stream, which
+--                                              keeps the last retention's worth
+-- A blob above is the index of its argument.
 --
 -- Returns one entry per plan: {1, {seq, ...}} (a seq per event), or {0, key} naming a record that
 -- changed (nothing of that plan applied).
-local group = cmsgpack.unpack(ARGV[1])
-local reports_key, prefix, log_size, retention_ms, plans = group[1], group[2], group[3], group[4], group[5]
-local blobs = ARGV[2]
+local header = cmsgpack.unpack(ARGV[1])
+local names, log_size, retention_ms, blob_count, plan_count = header[1], header[2], header[3], header[4], header[5]
+local reports_key, prefix, seq_of, log_of, where_of, transcript_of, agent_topic =
+  names[1], names[2], names[3], names[4], names[5], names[6], names[7]
 local results = {}
+local at = 2 + blob_count
 
-local function blob(at)
-  return string.sub(blobs, at[1] + 1, at[1] + at[2])
+local function take()
+  local value = ARGV[at]
+  at = at + 1
+  return value
 end
 
-for p, plan in ipairs(plans) do
+local function count()
+  local value = tonumber(ARGV[at])
+  at = at + 1
+  return value
+end
+
+local function blob()
+  return ARGV[count()]
+end
+
+for p = 1, plan_count do
+  local length = count()
+  local next_plan = at + length
   local stale = nil
-  for _, check in ipairs(plan[1]) do
-    local have = redis.call('HGET', check[1], 'v')
-    if (tonumber(have) or 0) ~= check[2] then
-      stale = check[1]
-      break
+  for _ = 1, count() do
+    local key, version = take(), tonumber(take())
+    if stale == nil and (tonumber(redis.call('HGET', key, 'v')) or 0) ~= version then
+      stale = key
     end
   end
   if stale then
     results[p] = {0, stale}
+    at = next_plan
   else
-    for _, write in ipairs(plan[2]) do
-      redis.call('HSET', write[1], 'v', write[3], 'd', blob(write[2]))
+    for _ = 1, count() do
+      local key, version = take(), take()
+      redis.call('HSET', key, 'v', version, 'd', blob())
     end
-    for _, timer in ipairs(plan[4]) do
+    local armed = {}
+    for _ = 1, count() do
+      local timer, due = take(), take()
+      armed[#armed + 1] = {timer, due}
+    end
+    for _ = 1, count() do
+      local timer = take()
       redis.call('ZREM', KEYS[1], timer)
       redis.call('ZREM', KEYS[2], timer)
     end
-    for _, timer in ipairs(plan[3]) do
+    for _, timer in ipairs(armed) do
       redis.call('ZADD', KEYS[1], timer[2], timer[1])
     end
-    for _, fragment in ipairs(plan[6]) do
-      if fragment[2] < 0 then
-        redis.call('RPUSH', fragment[1], blob(fragment[3]))
-      else
-        redis.call('LSET', fragment[1], fragment[2], blob(fragment[3]))
-      end
-    end
     local seqs = {}
-    for _, event in ipairs(plan[5]) do
-      local data = blob(event[5])
-      local seq = redis.call('INCR', event[2])
-      redis.call('XADD', event[3], 'MAXLEN', '~', log_size, seq .. '-1', 'e', data)
-      route_event(prefix, event[1], event[4], seq, data)
+    for _ = 1, count() do
+      local agent, data = take(), blob()
+      local topic = agent_topic .. agent
+      local seq = redis.call('INCR', seq_of .. agent)
+      redis.call('XADD', log_of .. agent, 'MAXLEN', '~', log_size, seq .. '-1', 'e', data)
+      route_event(prefix, topic, where_of .. topic, seq, data)
       seqs[#seqs + 1] = seq
     end
-    for _, notice in ipairs(plan[7]) do
-      route_event(prefix, notice[1], notice[2], 0, blob(notice[3]))
+    for _ = 1, count() do
+      local engagement, place, data = take(), tonumber(take()), blob()
+      if place < 0 then
+        redis.call('RPUSH', transcript_of .. engagement, data)
+      else
+        redis.call('LSET', transcript_of .. engagement, place, data)
+      end
     end
-    for _, ttl in ipairs(plan[8]) do
-      redis.call('EXPIRE', ttl[1], ttl[2])
+    for _ = 1, count() do
+      local topic, data = take(), blob()
+      route_event(prefix, topic, where_of .. topic, 0, data)
     end
-    if #plan[9] > 0 then
+    for _ = 1, count() do
+      local key, ttl = take(), take()
+      redis.call('EXPIRE', key, ttl)
+    end
+    local reports = count()
+    if reports > 0 then
       local now = redis.call('TIME')
       local oldest = (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)) - retention_ms
-      for _, report in ipairs(plan[9]) do
-        redis.call('XADD', reports_key, 'MINID', '~', oldest, '*', 'e', blob(report))
+      for _ = 1, reports do
+        redis.call('XADD', reports_key, 'MINID', '~', oldest, '*', 'e', blob())
       end
     end
     results[p] = {1, seqs}
