@@ -98,14 +98,12 @@ def create_app(
         from server.bus.redis import RedisBroker
         from server.store.redis import RedisStore
 
-        members = {q: [m.agent for m in ms] for q, ms in directory.members.items()}
         # a pool that makes a burst wait for a connection rather than fail
         client = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=10))
         store = RedisStore(
             client,
             prefix=redis_prefix,
             log_size=config.server.event_log_size,
-            queue_members=members,
             retention_s=config.server.retention_s,
         )
         broker = RedisBroker(client, prefix=redis_prefix, node_id=node_id)

@@ -193,6 +193,9 @@ class Directory:
                 self.members[m.id].append(Member(agent.id, m.priority))
                 self.skills[agent.id][m.id] = m.priority
         self.member_ids: dict[str, list[str]] = {q: [m.agent for m in ms] for q, ms in self.members.items()}
+        self.position: dict[str, dict[str, int]] = {
+            q: {a: i for i, a in enumerate(ids)} for q, ids in self.member_ids.items()
+        }
         self.contacts_by_id = {c.id: c for c in config.address_book}
         self.contacts_by_phone = {_digits(c.phone): c for c in config.address_book if c.phone}
         self.contacts_by_email = {c.email.lower(): c for c in config.address_book if c.email}
@@ -322,6 +325,8 @@ def validate(config: Config, source: str = "config") -> None:
         people.add(a.id)
         seen: set[str] = set()
         for j, m in enumerate(a.memberships()):
+            if not 0 <= m.priority < 1_000_000:
+                problems.append(f"{at}.queues[{j}].priority: must be from 0 to 999999, got {m.priority}")
             if m.id not in by_id:
                 problems.append(f"{at}.queues[{j}]: unknown queue {m.id!r}")
             if m.id in seen:

@@ -174,7 +174,7 @@ class Node:
         deliveries += [Delivery(topic, e) for topic, e in committed.notices]
         if deliveries and not committed.published:
             await self.broker.publish(deliveries)
-        if committed.timers_armed:
+        if committed.timers_armed and not self.store.remote:  # a shared store's timers are polled for
             self._wake.set()
         return committed.result
 
@@ -249,7 +249,9 @@ class Node:
             try:
                 await self.fire_due()
                 await self.store.sweep(self.clock())
-                due = await self.store.next_due()
+                # a shared store's timers are armed by every node: polling finds them, asking when the
+                # next is due would cost each poll a second round trip for a wait it cannot shorten
+                due = None if self.store.remote else await self.store.next_due()
             except Refused as exc:
                 log.warning("timers paused: %s", exc.message)
                 due = None

@@ -40,6 +40,19 @@ class Keys:
     def queue(self, queue_id: str) -> str:
         return f"{self.base}:q:{queue_id}"
 
+    def ranking(self, queue_id: str) -> str:
+        """The queue's ranking: a sorted set of entries (`ranking.rank`), all at score 0, in their order."""
+        return f"{self.base}:rank:{queue_id}"
+
+    def ranked(self, queue_id: str) -> str:
+        """Each ranked agent's entry in the queue's ranking (hash: agent -> entry), to replace it."""
+        return f"{self.base}:rankof:{queue_id}"
+
+    def ranking_version(self, queue_id: str) -> str:
+        """Hash `{v}`: bumped by every change to the queue's ranking, so a decision that relied on all of
+        it (no one free) can be checked like a record."""
+        return f"{self.base}:rankv:{queue_id}"
+
     def receipt(self, key: str) -> str:
         return f"{self.base}:i:{key}"
 

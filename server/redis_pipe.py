@@ -81,6 +81,7 @@ class Pipe:
         self._wire: _Wire | None = None
         self._opening = asyncio.Lock()
         self._scripts: dict[str, bytes] = {}  # sha -> text, for a Redis that forgot it (restarted)
+        self._shas: dict[str, str] = {}
 
     async def call(self, *args: Any) -> Any:
         wire = self._wire
@@ -90,8 +91,10 @@ class Pipe:
 
     async def script(self, text: str, keys: list[str], args: list[Any]) -> Any:
         """Run a Lua script by its SHA1, loading it first if Redis does not have it."""
-        sha = hashlib.sha1(text.encode()).hexdigest()
-        self._scripts.setdefault(sha, text.encode())
+        sha = self._shas.get(text)
+        if sha is None:
+            sha = self._shas[text] = hashlib.sha1(text.encode()).hexdigest()
+            self._scripts[sha] = text.encode()
         try:
             return await self.call(b"EVALSHA", sha, len(keys), *keys, *args)
         except ResponseError as exc:

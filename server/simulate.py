@@ -39,6 +39,7 @@ from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, Talk
 from server.core.tx import Changes, Tx
 from server.kpis import INTERVAL_S, AgentStats, Ledger, QueueStats
 from server.queueing import agents_for_service_level, erlang_c, erlang_c_asa, erlang_c_service_level, fifo_reneging
+from server.store.rankings import Rankings
 from server.trace import TraceLine
 
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class VirtualStore:
         self.agent_recs: dict[str, AgentRec] = {}
         self.engagement_recs: dict[str, EngagementRec] = {}
         self.queue_recs: dict[str, QueueRec] = {}
+        self.rankings = Rankings()
         self._timers: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
 
@@ -82,6 +84,12 @@ class VirtualStore:
     def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
         return None  # a replay carries no transcript
 
+    def ranked(self, queue_id: str, start: str | None, limit: int | None) -> list[str]:
+        return self.rankings.ranked(queue_id, start, limit)
+
+    def ranked_count(self, queue_id: str) -> int:
+        return self.rankings.count(queue_id)
+
     def receipt(self, key: str) -> Receipt | None:
         return None  # nor idempotency keys
 
@@ -89,6 +97,8 @@ class VirtualStore:
         self.agent_recs.update(changes.agents)
         self.engagement_recs.update(changes.engagements)
         self.queue_recs.update(changes.queues)
+        if changes.ranks:
+            self.rankings.apply(changes.ranks)
         for key in changes.disarm:
             self._timers.pop(key, None)
         for key, due in changes.arm.items():

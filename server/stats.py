@@ -6,8 +6,8 @@ from msgspec import Struct
 
 from protocol.model import AgentStatus
 from server.config import Directory
+from server.core.ranking import available, has_room
 from server.core.records import AgentRec, QueueRec
-from server.core.routing import available, has_room
 from server.store.base import Store
 
 

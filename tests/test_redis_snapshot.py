@@ -116,33 +116,30 @@ async def test_a_decision_that_writes_nothing_is_never_answered_from_remembered_
     assert (await store.transact(offers)).result == []  # the ring the other node ended is gone here too
 
 
-async def test_an_agent_a_choice_only_weighed_is_not_checked_but_one_it_relied_on_is(
+async def test_a_decision_that_relied_on_a_queues_ranking_is_made_again_when_it_changes_meanwhile(
     store: RedisStore, shared_redis: RedisServer
 ):
-    """Another node changes ben while this one decides on ann: a choice that only weighed ben commits
-    as it is; a decision that relied on ben (say, that no one else is free) is made again."""
-    other = RedisStore(Redis.from_url(shared_redis.url), prefix=store.keys.base.split(":")[0])
-    await other.transact(lambda _: (None, Changes(agents={"ann": AgentRec(id="ann"), "ben": AgentRec(id="ben")})))
-    for weighed, attempts in (({"ben"}, 1), (set(), 2)):
-        seen: list[str | None] = []
+    """A queue's ranking says who could take one of its engagements. Another node ranks an agent in
+    `calls` while this one decides: a decision that only read the ranking commits as it is; one that
+    relied on it (no one free: the engagement waits) is made again, and then sees that agent."""
+    other_node = redis.Redis.from_url(shared_redis.url)
+    for relied, attempts in ((set[str](), 1), ({"calls"}, 2)):
+        seen: list[list[str]] = []
+        name = f"agent-{attempts}"
 
-        def choose(
-            snapshot: Snapshot, weighed: set[str] = weighed, seen: list[str | None] = seen
+        def decide(
+            snapshot: Snapshot, relied: set[str] = relied, seen: list[list[str]] = seen, name: str = name
         ) -> tuple[None, Changes]:
-            ann, ben = snapshot.agents(["ann", "ben"])
-            assert ann is not None and ben is not None
-            seen.append(ben.reason)
-            if len(seen) == 1:  # meanwhile the other node changes ben
-                other_node = redis.Redis.from_url(shared_redis.url)
-                version = int(other_node.hget(store.keys.agent("ben"), "v") or 0)
-                changed = msgspec.msgpack.encode(AgentRec(id="ben", reason=f"moved {version}"))
-                other_node.hset(store.keys.agent("ben"), mapping={"v": version + 1, "d": changed})
-                other_node.close()
-            return None, Changes(agents={"ann": msgspec.structs.replace(ann, idle_since=len(seen))}, weighed=weighed)
+            seen.append(snapshot.ranked("calls", None, 5))
+            if len(seen) == 1:  # meanwhile the other node's commit ranks someone, bumping the version
+                other_node.zadd(store.keys.ranking("calls"), {"0" * 32 + name: 0})
+                other_node.hincrby(store.keys.ranking_version("calls"), "v", 1)
+            return None, Changes(queues={"calls": QueueRec(id="calls", rr_last=str(len(seen)))}, rankings=relied)
 
-        await store.transact(choose)
+        await store.transact(decide)
         assert len(seen) == attempts
-    await other.close()
+        assert any(entry.endswith(name) for entry in seen[-1]) == (attempts == 2)
+    other_node.close()
 
 
 async def test_transactions_reading_the_same_queues_in_opposite_orders_both_finish(store: RedisStore):

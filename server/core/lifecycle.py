@@ -35,8 +35,11 @@ from protocol.model import (
     Profile,
     Routing,
     Scalar,
+    Strategy,
 )
+from server.config import QueueCfg
 from server.core.errors import Refused
+from server.core.ranking import Ranked, after, has_room
 from server.core.records import (
     AgentRec,
     EngagementRec,
@@ -48,7 +51,7 @@ from server.core.records import (
     StatusStep,
     WaitEntry,
 )
-from server.core.routing import candidates, choose, has_room
+from server.core.routing import EXPLAINED, choose
 from server.core.tx import Tx
 from server.core.views import ring_frame
 from server.topics import consumer_topic, watch_topic
@@ -269,22 +272,19 @@ def route(tx: Tx, queue_ids: Iterable[str]) -> None:
 
 def _place(tx: Tx, queue_id: str, entry: WaitEntry) -> bool:
     queue = tx.dir.queues[queue_id]
-    pool = candidates(tx, queue)
-    members = tx.dir.member_ids[queue_id]
-    if not pool:
-        tx.relied_on(members)  # "no one is free" must not stand if someone was freed meanwhile
-        return False
     eng = tx.engagement(entry.engagement)
     if eng is None:  # a waiting entry whose record is gone cannot be served; drop it rather than stall the line
         qrec = tx.queue(queue_id)
         tx.put_queue(replace(qrec, waiting=tuple(w for w in qrec.waiting if w.engagement != entry.engagement)))
         return True
-    if any(a.id not in eng.tried for a in pool):
-        tx.weighed(members)  # the others only weighed the choice among those free
-    else:
-        tx.relied_on(members)  # offered again to someone who passed: only because no one else is free
+    pool = _pool(tx, queue, eng)
+    if not pool:
+        tx.relied_on_ranking(queue_id)  # "no one is free" must not stand if someone was freed meanwhile
+        return False
+    if all(a.agent in eng.tried for a in pool):
+        tx.relied_on_ranking(queue_id)  # offered again to someone who passed: only because no one else is free
     qrec = tx.queue(queue_id)
-    choice = choose(tx, queue, qrec, eng, pool)
+    choice = choose(tx, queue, qrec, eng, pool, tx.ranked_count(queue_id))
     tx.put_queue(
         replace(qrec, waiting=tuple(w for w in qrec.waiting if w.engagement != eng.id), rr_last=choice.rr_last)
     )
@@ -296,6 +296,23 @@ def _place(tx: Tx, queue_id: str, entry: WaitEntry) -> bool:
     else:
         _ring(tx, eng, choice.agents, choice.routing)
     return True
+
+
+def _pool(tx: Tx, queue: QueueCfg, eng: EngagementRec) -> list[Ranked]:
+    """The agents to choose among, first in the queue's ranking: enough to find one who has not passed
+    on this engagement when there is one, and to explain the choice; everyone for ring-all. Round robin
+    starts after the last agent offered one of the queue's engagements and goes round. Only the ones
+    chosen are read (and so checked at commit): the others only weighed the choice."""
+    if queue.strategy is Strategy.RING_ALL:
+        return tx.ranked(queue.id)
+    limit = EXPLAINED + len(eng.tried) + 1
+    pool = tx.ranked(queue.id, limit=limit)
+    if queue.strategy is Strategy.ROUND_ROBIN:
+        start = after(queue, tx.dir, tx.queue(queue.id).rr_last)
+        if start is not None:
+            onward = tx.ranked(queue.id, start, limit)
+            pool = list({a.agent: a for a in onward + pool}.values())[:limit]
+    return pool
 
 
 def _ring(tx: Tx, eng: EngagementRec, agent_ids: list[str], routing: Routing | None, reason: str | None = None) -> None:

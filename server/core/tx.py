@@ -21,6 +21,7 @@ from msgspec import Struct, field
 from protocol.frames import AgentState, EngagementEvent, Event, StatusEvent
 from protocol.model import Activity, AgentStatus, Channel, Engagement, Fragment, HistoryEntry
 from server.config import Directory
+from server.core.ranking import Ranked, rank, ranked, ranked_agent
 from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.core.views import conversation, engagement_view
 from server.topics import SUPERVISORS, consumer_topic, watch_topic
@@ -55,6 +56,15 @@ class Snapshot(Protocol):
         """The create made under this idempotency key, if one is still kept."""
         ...
 
+    def ranked(self, queue_id: str, start: str | None, limit: int | None) -> list[str]:
+        """The first `limit` entries (all with None) of the queue's ranking from `start` on (a prefix
+        of an entry, inclusive), in order (see `ranking.rank`)."""
+        ...
+
+    def ranked_count(self, queue_id: str) -> int:
+        """How many entries the queue's ranking has: the agents who could take one of its engagements."""
+        ...
+
 
 class Changes(Struct, kw_only=True):
     """Everything a transaction wants applied, atomically. Timers are keyed: arming a key replaces it.
@@ -69,12 +79,10 @@ class Changes(Struct, kw_only=True):
     `now` is the transaction's time (a store that keeps time-to-live counts from it). `receipts` are
     idempotency receipts to keep until their `expires_at`.
 
-    `weighed` names agents read only to weigh a routing choice that was made, and neither written nor
-    relied on otherwise: another node changing one of them meanwhile leaves the decision sound (the
-    chosen agents are written, so their capacity is checked), only less fair, so a store that checks
-    what was read before it commits need not check these. When a queue's engagement finds no one, its
-    members are relied on: an agent freed meanwhile must make that decision fail, or the engagement
-    would wait beside an idle agent.
+    `ranks` are the ranking entries that change, queue by queue: an agent's new entry, or None to take
+    them out (see `ranking.rank`). `rankings` names the queues whose whole ranking the decision relied
+    on (no one free; only agents who passed on it free): another agent becoming free must make it fail.
+
     """
 
     agents: dict[str, AgentRec] = field(default_factory=dict)
@@ -86,7 +94,8 @@ class Changes(Struct, kw_only=True):
     fragments: dict[str, list[tuple[int, Fragment]]] = field(default_factory=dict)
     arm: dict[str, float] = field(default_factory=dict)
     disarm: set[str] = field(default_factory=set)
-    weighed: set[str] = field(default_factory=set)
+    ranks: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    rankings: set[str] = field(default_factory=set)
     retire: dict[str, float] = field(default_factory=dict)
     reports: list[Engagement] = field(default_factory=list)
     receipts: dict[str, Receipt] = field(default_factory=dict)
@@ -170,13 +179,12 @@ class Tx:
         self._queue_before: dict[str, QueueRec] = {}
         self._receipts: dict[str, Receipt] = {}
         self._talks: dict[str, TalkRec] = {}
-        self._weighed: set[str] = set()
-        self._relied: set[str] = set()
+        self._agent_before: dict[str, AgentRec] = {}
+        self._rankings: set[str] = set()
 
     def agent(self, agent_id: str) -> AgentRec:
         if agent_id in self._agents:
             return self._agents[agent_id]
-        self._relied.add(agent_id)
         return self.snapshot.agent(agent_id) or AgentRec(id=agent_id)
 
     def agents(self, agent_ids: list[str]) -> list[AgentRec]:
@@ -192,14 +200,6 @@ class Tx:
             out.append(rec if rec is not None else AgentRec(id=agent_id))
         return out
 
-    def weighed(self, agent_ids: list[str]) -> None:
-        """These agents (read with `agents`) only weighed a choice that was made (see `Changes.weighed`)."""
-        self._weighed.update(agent_ids)
-
-    def relied_on(self, agent_ids: list[str]) -> None:
-        """The decision depends on these agents being as read (see `Changes.weighed`)."""
-        self._relied.update(agent_ids)
-
     def engagement(self, engagement_id: str) -> EngagementRec | None:
         if engagement_id in self._engagements:
             return self._engagements[engagement_id]
@@ -211,10 +211,36 @@ class Tx:
         return self.snapshot.queue(queue_id) or QueueRec(id=queue_id)
 
     def put_agent(self, agent: AgentRec) -> None:
-        if agent.id not in self._status_before:
+        if agent.id not in self._agent_before:
             before = self.agent(agent.id)
+            self._agent_before[agent.id] = before
             self._status_before[agent.id] = (before.status, before.reason, before.next)
         self._agents[agent.id] = agent
+
+    def ranked(self, queue_id: str, start: str | None = None, limit: int | None = None) -> list[Ranked]:
+        """The agents first in the queue's ranking (from `start` on), in order, with this transaction's
+        own writes taken into account."""
+        queue = self.dir.queues[queue_id]
+        position = self.dir.position[queue_id]
+        mine = {a: rank(self.dir, queue, rec) for a, rec in self._agents.items() if a in position}
+        fetched = self.snapshot.ranked(queue_id, start, None if limit is None else limit + len(mine))
+        entries = [e for e in fetched if ranked_agent(e) not in mine]
+        entries += [e for e in mine.values() if e is not None and (start is None or e >= start)]
+        entries.sort()
+        return [ranked(e) for e in entries[:limit]]
+
+    def ranked_count(self, queue_id: str) -> int:
+        queue = self.dir.queues[queue_id]
+        count = self.snapshot.ranked_count(queue_id)
+        for agent_id, rec in self._agents.items():
+            if agent_id in self.dir.position[queue_id]:
+                was = rank(self.dir, queue, self._agent_before[agent_id]) is not None
+                count += (rank(self.dir, queue, rec) is not None) - was
+        return count
+
+    def relied_on_ranking(self, queue_id: str) -> None:
+        """The decision depends on the queue's ranking as read (see `Changes.rankings`)."""
+        self._rankings.add(queue_id)
 
     def put_engagement(self, engagement: EngagementRec, *, new: bool = False) -> None:
         """Write an engagement; `new` for one this transaction creates (there is nothing to read before)."""
@@ -301,6 +327,18 @@ class Tx:
             steps += [(after, entry) for entry in after.history[len(before.history) if before else 0 :]]
         return steps
 
+    def _ranks(self) -> dict[str, dict[str, str | None]]:
+        """The ranking entries the agents written move to (only those that change)."""
+        ranks: dict[str, dict[str, str | None]] = {}
+        for agent_id, after in self._agents.items():
+            before = self._agent_before[agent_id]
+            for queue_id in self.dir.skills.get(agent_id, ()):
+                queue = self.dir.queues[queue_id]
+                entry = rank(self.dir, queue, after)
+                if entry != rank(self.dir, queue, before):
+                    ranks.setdefault(queue_id, {})[agent_id] = entry
+        return ranks
+
     def changes(self) -> Changes:
         """What to apply; the transaction is over once they are taken (they share its dicts)."""
         events = list(self._events)
@@ -332,7 +370,8 @@ class Tx:
             fragments=self._fragments,
             arm=self._arm,
             disarm=self._disarm,
-            weighed=self._weighed - self._relied - self._agents.keys() if self._weighed else self._weighed,
+            ranks=self._ranks(),
+            rankings=self._rankings,
             retire=retire,
             reports=reports,
             receipts=self._receipts,

@@ -18,6 +18,7 @@ from protocol.frames import Event, Server
 from protocol.model import Fragment
 from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
 from server.store.base import Committed, Decide, T
+from server.store.rankings import Rankings
 
 
 class MemoryStore:
@@ -41,6 +42,7 @@ class MemoryStore:
         self._buried: set[str] = set()
         self._transcripts: dict[str, list[Fragment]] = {}
         self._talks: dict[str, TalkRec] = {}
+        self._rankings = Rankings()
         self._receipts: dict[str, Receipt] = {}
         self._retiring: list[tuple[float, str]] = []  # (when, engagement id), a heap
         self._lapsing: list[tuple[float, str]] = []  # (when, receipt key), a heap
@@ -51,6 +53,8 @@ class MemoryStore:
         self._engagements.update(changes.engagements)
         self._queues.update(changes.queues)
         self._talks.update(changes.talks)
+        if changes.ranks:
+            self._rankings.apply(changes.ranks)
         for key, receipt in changes.receipts.items():
             self._receipts[key] = receipt
             heapq.heappush(self._lapsing, (receipt.expires_at, key))
@@ -192,6 +196,12 @@ class _Snapshot:
 
     def talk(self, engagement_id: str, relied: bool = True) -> TalkRec | None:
         return self._store._talks.get(engagement_id)
+
+    def ranked(self, queue_id: str, start: str | None, limit: int | None) -> list[str]:
+        return self._store._rankings.ranked(queue_id, start, limit)
+
+    def ranked_count(self, queue_id: str) -> int:
+        return self._store._rankings.count(queue_id)
 
     def receipt(self, key: str) -> Receipt | None:
         return self._store._receipts.get(key)

@@ -23,7 +23,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 import msgspec
@@ -35,7 +35,9 @@ from protocol.codes import ErrorCode
 from protocol.frames import Event, Server
 from protocol.model import Fragment
 from server.core.errors import Refused
+from server.core.ranking import RANK_WIDTH, ranked_agent
 from server.core.records import AgentRec, EngagementRec, QueueRec, Receipt, TalkRec
+from server.core.routing import EXPLAINED
 from server.core.tx import Changes
 from server.redis_layout import Keys, script
 from server.redis_pipe import Pipe
@@ -53,6 +55,8 @@ _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     "i": msgspec.msgpack.Decoder(Receipt),
     "t": msgspec.msgpack.Decoder(TalkRec),
 }
+RANKED_READ = 2
+"""The records of a ranking's first agents read with it: whom a decision is likely to choose."""
 GROUP_MAX = 128
 """Transactions in one commit call at most; more ready at once go in the next call, at the same time."""
 _events = msgspec.msgpack.Decoder(Server)
@@ -78,6 +82,13 @@ def _available(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
     return guarded
 
 
+def _ranking_request(key: str) -> tuple[str, str, int]:
+    """`<ranking key>|<start>|<limit>` -> its parts (a queue id may hold `|`: the last two are the rest)."""
+    rest, _, limit = key.rpartition("|")
+    ranking, _, start = rest.rpartition("|")
+    return ranking, start, int(limit)
+
+
 class _Commit(NamedTuple):
     """One transaction waiting for its group's call: the versions it relied on, its writes, its
     changes, and where its outcome goes (its events' seqs, or None for a stale read)."""
@@ -92,13 +103,15 @@ class _Commit(NamedTuple):
 class Missing(Exception):
     """Raised by the snapshot for records not fetched yet; the store fetches them and decides again."""
 
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], along: list[str] | None = None) -> None:
         super().__init__(keys)
         self.keys = keys
+        self.along = along or []
+        """Keys worth reading in the same round trip, if there is one (a guess at what comes next)."""
 
 
 class RedisStore:
-    """See `Store`. `queue_members` lets a read of a queue fetch its members in the same round trip."""
+    """See `Store`."""
 
     remote = True
 
@@ -109,7 +122,6 @@ class RedisStore:
         prefix: str = "sb",
         log_size: int = 1000,
         lease_s: float = 30.0,
-        queue_members: Mapping[str, list[str]] | None = None,
         known_size: int = 20_000,
         known_for_s: float = 0.5,
         retention_s: float = 3 * 86400.0,
@@ -119,11 +131,10 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.log_size = log_size
         self.lease_s = lease_s
-        self.queue_members = queue_members or {}
         self._pipe = Pipe(client)  # the calls every transaction makes: a lean connection of their own
         self._commit = script("commit.lua", with_routing=True)
         self._read = script("read.lua")
-        self._claim = client.register_script(script("claim.lua"))
+        self._claim = script("claim.lua")
         self._group: list[_Commit] = []  # ready to commit, in the call the next turn of the loop sends
         self._sending: set[asyncio.Future[None]] = set()
         self._epoch: str | None = None
@@ -190,7 +201,7 @@ class RedisStore:
                 if queues and await self._take_turns(turns, queues):
                     cache.clear()  # others went meanwhile
                     remembered.clear()
-                await self._load(cache, missing.keys, remembered=remembered)
+                await self._load(cache, missing.keys, remembered=remembered, along=missing.along)
                 together = False
                 continue
             except Exception:
@@ -215,9 +226,8 @@ class RedisStore:
                     continue
                 return Committed(result, notices=changes.notices)
             relied = snapshot.read
-            if changes.weighed:
-                weighed = {self.keys.agent(a) for a in changes.weighed}
-                relied = snapshot.read - weighed
+            if changes.rankings:
+                relied = relied | {self.keys.ranking_version(q) for q in changes.rankings}
             versions = {k: cache[k][0] if k in cache else 0 for k in relied | writes.keys()}
             checks = list(versions.items())
             done = asyncio.get_running_loop().create_future()
@@ -233,7 +243,7 @@ class RedisStore:
                     published=True,  # the commit published them too: never one without the other
                     reports=changes.reports,
                 )
-            # Decide again on fresh records, the weighed ones too: a choice made on stale ones (say, the
+            # Decide again on fresh records, all of them: a choice made on stale ones (say, the
             # agent another node has just taken) would likely fail again.
             stale = list(snapshot.read | set(writes))
             self._forget(cache, stale)
@@ -265,9 +275,15 @@ class RedisStore:
     def _remember(self, cache: dict[str, tuple[int, Any]], read: set[str], written: dict[str, Any]) -> None:
         """After a commit: what it checked is current as of now, what it wrote is one version on
         (`read` holds no transcript: the snapshot does not count those as read)."""
+        made = [
+            (self.keys.talk(record.id), 0, None)  # a new engagement has no transcript head yet
+            for key, record in written.items()
+            if isinstance(record, EngagementRec) and key not in cache and self.keys.talk(record.id) not in written
+        ]
         self._know(
             [(key, *cache[key]) for key in read if key in cache and key not in written]
             + [(key, (cache[key][0] if key in cache else 0) + 1, record) for key, record in written.items()]
+            + made
         )
 
     def _know(self, entries: list[tuple[str, int, Any]]) -> None:
@@ -285,6 +301,7 @@ class RedisStore:
         keys: list[str],
         *,
         remembered: set[str] | None = None,
+        along: list[str] = [],  # noqa: B006 - read only
     ) -> None:
         """Fetch records into a transaction's cache in one atomic step (`read.lua`: one command, however
         many records), and remember them; with `remembered`, take those this node knows (see `_known`)
@@ -304,18 +321,44 @@ class RedisStore:
             wanted = fetch
         if not wanted:
             return
+        wanted += [key for key in along if key not in cache and key not in wanted]
         kind_at = len(self.keys.base) + 1
-        rows = cast(list[list[Any]], await self._pipe.script(self._read, wanted, [key[kind_at] for key in wanted]))
+        names, kinds = [], []
+        for key in wanted:
+            if key[kind_at] == "r":  # a ranking: `<ranking key>|<start>|<limit>` (see `_Snapshot.ranked`)
+                ranking, start, limit = _ranking_request(key)
+                names.append(ranking)
+                agents = f"{self.keys.agent('')}\n{RANK_WIDTH + 1}\n{RANKED_READ}"
+                kinds.append(f"r\n{self._ranking_version(ranking)}\n{start}\n{limit}\n{agents}")
+            else:
+                names.append(key)
+                kinds.append(key[kind_at])
+        rows = cast(list[list[Any]], await self._pipe.script(self._read, names, kinds))
         fetched: list[tuple[str, int, Any]] = []
-        for key, row in zip(wanted, rows, strict=True):
-            if key[kind_at] == "x":  # a transcript: its engagement's version covers it
+        for key, name, row in zip(wanted, names, rows, strict=True):
+            if key[kind_at] == "x":  # a transcript: its head's version covers it
                 cache[key] = (0, [_fragment.decode(blob) for blob in row])
+            elif key[kind_at] == "r":  # never remembered: it changes with every decision
+                count, version, raw, rows = row
+                entries = [e.decode() for e in raw]
+                cache[key] = (0, entries)
+                for entry, (have, blob) in zip(entries, rows, strict=False):  # the first agents, likely chosen
+                    agent_key = self.keys.agent(ranked_agent(entry))
+                    if agent_key not in cache:
+                        agent = _DECODERS["a"].decode(blob) if blob else None
+                        cache[agent_key] = (int(have or 0), agent)
+                        fetched.append((agent_key, int(have or 0), agent))
+                cache[name + "|#"] = (0, int(count))
+                cache[self._ranking_version(name)] = (int(version), None)
             else:
                 version, blob = int(row[0] or 0), row[1]
                 record = _DECODERS[key[kind_at]].decode(blob) if blob else None
                 cache[key] = (version, record)
                 fetched.append((key, version, record))
         self._know(fetched)
+
+    def _ranking_version(self, ranking: str) -> str:
+        return self.keys.ranking_version(ranking[len(self.keys.ranking("")) :])
 
     async def _apply(self, commit: _Commit) -> list[int] | None:
         """Commit with the others ready meanwhile: the seqs of its events, or None when a record it relied
@@ -346,7 +389,10 @@ class RedisStore:
         for commit in group:
             self._plan(commit, blobs, tokens)
         keys = self.keys
-        names = [keys.reports, keys.channels, keys.seq(""), keys.log(""), keys.where(""), keys.transcript(""), AGENT]
+        names = [
+            *(keys.reports, keys.channels, keys.seq(""), keys.log(""), keys.where(""), keys.transcript(""), AGENT),
+            *(keys.ranking(""), keys.ranked(""), keys.ranking_version("")),
+        ]
         header = _encode([names, self.log_size, int(self.retention_s * 1000), len(blobs), len(group)])
         try:
             results = await self._pipe.script(self._commit, [keys.timers, keys.inflight], [header, *blobs, *tokens])
@@ -380,6 +426,10 @@ class RedisStore:
         plan.append(len(commit.writes))
         for key, data in commit.writes.items():
             plan += (key, commit.versions.get(key, 0) + 1, blob(data))
+        moves = [(q, a, entry or "") for q, ranks in changes.ranks.items() for a, entry in ranks.items()]
+        plan.append(len(moves))
+        for move in moves:
+            plan += move
         plan.append(len(changes.arm))
         for timer, due in changes.arm.items():
             plan += (timer, repr(due))
@@ -483,8 +533,8 @@ class RedisStore:
 
     @_available
     async def claim_due(self, now: float, limit: int) -> list[str]:
-        claimed = await self._claim(
-            keys=[self.keys.timers, self.keys.inflight], args=[repr(now), limit, repr(now + self.lease_s)]
+        claimed = await self._pipe.script(
+            self._claim, [self.keys.timers, self.keys.inflight], [repr(now), limit, repr(now + self.lease_s)]
         )
         return [c.decode() for c in claimed]
 
@@ -599,7 +649,8 @@ class _Snapshot:
     def queue(self, queue_id: str) -> QueueRec | None:
         key = self._store.keys.queue(queue_id)
         if key not in self._cache:  # its turn is taken before it is read (`RedisStore._take_turns`)
-            raise Missing([key, *(self._store.keys.agent(a) for a in self._store.queue_members.get(queue_id, []))])
+            # with the start of its ranking, as a routing decision for a new engagement reads it
+            raise Missing([key], along=[f"{self._store.keys.ranking(queue_id)}||{EXPLAINED + 1}"])
         self.read.add(key)
         return self._cache[key][1]
 
@@ -611,6 +662,18 @@ class _Snapshot:
 
     def receipt(self, key: str) -> Receipt | None:
         return self._take(self._store.keys.receipt(key))
+
+    def ranked(self, queue_id: str, start: str | None, limit: int | None) -> list[str]:
+        key = f"{self._store.keys.ranking(queue_id)}|{start or ''}|{-1 if limit is None else limit}"
+        if key not in self._cache:
+            raise Missing([key])
+        return list(self._cache[key][1])  # not in `read`: a decision relies on it through `Changes.rankings`
+
+    def ranked_count(self, queue_id: str) -> int:
+        ranking = self._store.keys.ranking(queue_id)
+        if ranking + "|#" not in self._cache:
+            raise Missing([f"{ranking}||0"])
+        return int(self._cache[ranking + "|#"][1])
 
 
 if TYPE_CHECKING:

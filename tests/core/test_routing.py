@@ -278,24 +278,49 @@ def create(tx: Tx) -> object:
     return lifecycle.create(tx, NewEngagement(queue="q"))
 
 
-def test_a_choice_only_weighs_the_others_but_no_one_free_and_offering_again_rely_on_everyone():
-    """A store that checks what a decision read need not check the agents a choice passed over (another
-    node changing them leaves it sound); it must check them all when the engagement found no one, or
-    went back to an agent who passed, since an agent freed meanwhile would change that answer."""
+def test_a_choice_reads_only_whom_it_chose_but_no_one_free_and_offering_again_rely_on_the_whole_ranking():
+    """A decision reads the first entries of the queue's ranking and the records of the agents it chose:
+    the others it passed over need no checking (another node changing them leaves it sound). It relies
+    on the whole ranking when the engagement found no one, or went back to an agent who passed, since
+    an agent freed meanwhile would change that answer."""
     w = World(make_config([voice_queue("q")], [agent("ann", "q"), agent("ben", "q"), agent("cat", "q")]))
     w.sign_in("ann", "ben", "cat")
     first = changes_of(w, create)
     (eid,) = first.engagements
-    assert offered_to(w, eid) == ["ann"] and first.weighed == {"ben", "cat"}
+    assert offered_to(w, eid) == ["ann"] and set(first.agents) == {"ann"} and first.rankings == set()
     declined = changes_of(w, lambda tx: lifecycle.decline(tx, "ann", w.offer_of("ann"), None))
-    assert offered_to(w, eid) == ["ben"] and declined.weighed == {"cat"}
+    assert offered_to(w, eid) == ["ben"] and set(declined.agents) == {"ann", "ben"} and declined.rankings == set()
+    assert first.ranks == {"q": {"ann": None}}  # ann, rung, leaves the ranking until she is free again
 
     w = World(make_config([voice_queue("q")], [agent("ann", "q"), agent("ben", "q")]))
     w.sign_in("ann")
     eid = w.create()
     again = changes_of(w, lambda tx: lifecycle.decline(tx, "ann", w.offer_of("ann"), None))
-    assert offered_to(w, eid) == ["ann"] and again.weighed == set()  # ben is not ready: it relied on that
+    assert offered_to(w, eid) == ["ann"] and again.rankings == {"q"}  # ben is not ready: it relied on that
     w.do(lambda tx: lifecycle.set_status(tx, "ann", NOT_READY, None, "agent:ann"))
     waits = changes_of(w, create)
     (queued,) = waits.engagements
-    assert w.engagement(queued).state is S.QUEUED and waits.weighed == set()
+    assert w.engagement(queued).state is S.QUEUED and waits.rankings == {"q"}
+
+
+def test_the_ranking_follows_every_change_of_an_agent_in_each_of_their_queues():
+    """Who is first in a queue is read from its ranking, never from its members: every write of an agent
+    must move them in it (status, sign-in, load, idle time), in every queue they belong to."""
+    config = make_config(
+        [voice_queue("calls"), {"id": "chat", "channel": "chat", "acceptance": "auto"}],
+        [agent("ann", "calls", "chat"), agent("ben", "calls")],
+    )
+    w = World(config)
+
+    def order(queue: str) -> list[str]:
+        return [entry.agent for entry in w.do(lambda tx: tx.ranked(queue))]
+
+    assert order("calls") == [] and order("chat") == []
+    w.sign_in("ann", "ben")  # ann first, so idle longer
+    assert order("calls") == ["ann", "ben"] and order("chat") == ["ann"]
+    w.create("chat")  # ann takes a chat: loaded on chat, blocked for calls
+    assert order("calls") == ["ben"] and order("chat") == ["ann"]
+    w.do(lambda tx: lifecycle.set_status(tx, "ben", NOT_READY, "lunch", "agent:ben"))
+    assert order("calls") == []
+    w.do(lambda tx: lifecycle.disconnect(tx, "ann", "n1"))
+    assert order("chat") == []

@@ -12,11 +12,14 @@
 -- KEYS[2]  in-flight timers (zset: timer key -> lease expiry)
 -- ARGV[1]  MessagePack {names, log size, retention ms, blob count, plan count}, names being {reports
 --          stream, channel prefix, seq prefix, log prefix, where prefix, transcript prefix, agent topic
---          prefix}
+--          prefix, ranking prefix, ranked prefix, ranking version prefix}
 -- ARGV[2..] the blobs, then the plans, each a run of arguments:
 --   length (the arguments that follow in this plan)
 --   n, then n × (key, version)                 checks: version 0 means "did not exist"
 --   n, then n × (key, new version, blob)       writes
+--   n, then n × (queue, agent, entry or "")    the agent's new place in the queue's ranking (none for
+--                                              ""): the sorted set, the agent's entry in the hash
+--                                              beside it, and the ranking's version bumped
 --   n, then n × (timer key, due)               arm (due as a string, to keep every digit)
 --   n, then n × timer key                      disarm
 --   n, then n × (agent, blob)                  events, in commit order: each gets the agent's next
@@ -38,6 +41,7 @@ local header = cmsgpack.unpack(ARGV[1])
 local names, log_size, retention_ms, blob_count, plan_count = header[1], header[2], header[3], header[4], header[5]
 local reports_key, prefix, seq_of, log_of, where_of, transcript_of, agent_topic =
   names[1], names[2], names[3], names[4], names[5], names[6], names[7]
+local ranking_of, ranked_of, ranking_version_of = names[8], names[9], names[10]
 local results = {}
 local at = 2 + blob_count
 
@@ -74,6 +78,23 @@ for p = 1, plan_count do
     for _ = 1, count() do
       local key, version = take(), take()
       redis.call('HSET', key, 'v', version, 'd', blob())
+    end
+    for _ = 1, count() do
+      local queue, agent, entry = take(), take(), take()
+      local order, index = ranking_of .. queue, ranked_of .. queue
+      local old = redis.call('HGET', index, agent)
+      if (old or '') ~= entry then
+        if old then
+          redis.call('ZREM', order, old)
+        end
+        if entry ~= '' then
+          redis.call('ZADD', order, 0, entry)
+          redis.call('HSET', index, agent, entry)
+        else
+          redis.call('HDEL', index, agent)
+        end
+        redis.call('HINCRBY', ranking_version_of .. queue, 'v', 1)
+      end
     end
     local armed = {}
     for _ = 1, count() do
