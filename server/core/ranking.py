@@ -84,5 +84,3 @@ def after(queue: QueueCfg, directory: Directory, agent_id: str | None) -> str | 
     """Where round robin starts again: the entries of members after `agent_id` in member order."""
     position = directory.position[queue.id].get(agent_id or "")
     return None if position is None else f"{position + 1:06d}"
-
-
