@@ -97,7 +97,7 @@ class _Commit(NamedTuple):
     versions: dict[str, int]
     writes: dict[str, bytes]
     changes: Changes
-    done: asyncio.Future[list[int] | None]
+    done: asyncio.Future[list[int] | dict[str, tuple[int, bytes | None]]]
 
 
 class Missing(Exception):
@@ -231,8 +231,9 @@ class RedisStore:
             versions = {k: cache[k][0] if k in cache else 0 for k in relied | writes.keys()}
             checks = list(versions.items())
             done = asyncio.get_running_loop().create_future()
-            seqs = await self._apply(_Commit(checks, versions, writes, changes, done))
-            if seqs is not None:
+            outcome = await self._apply(_Commit(checks, versions, writes, changes, done))
+            if isinstance(outcome, list):
+                seqs = outcome
                 self._remember(cache, relied, records)
                 events = [(a, replace(e, seq=s)) for (a, e), s in zip(changes.events, seqs, strict=True)]
                 return Committed(
@@ -243,17 +244,31 @@ class RedisStore:
                     published=True,  # the commit published them too: never one without the other
                     reports=changes.reports,
                 )
-            # Decide again on fresh records, all of them: a choice made on stale ones (say, the
-            # agent another node has just taken) would likely fail again.
-            stale = list(snapshot.read | set(writes))
-            self._forget(cache, stale)
-            cache.clear()
-            remembered.clear()
-            await self._load(cache, stale)
+            # Decide again with the records that changed as the commit found them; the others were
+            # checked current then. What is not a record (rankings, transcripts) is read again if asked.
+            self._refresh(cache, outcome)
+            remembered -= outcome.keys()
             together = False
             if attempt > 2:
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise Refused(ErrorCode.UNAVAILABLE, "the store is too contended right now; retry")
+
+    def _refresh(self, cache: dict[str, tuple[int, Any]], stale: dict[str, tuple[int, bytes | None]]) -> None:
+        """Put in a transaction's cache (and in what this node knows) the records a refused commit
+        found changed, and drop what is read whole rather than versioned (rankings, transcripts)."""
+        kind_at = len(self.keys.base) + 1
+        for key in [k for k in cache if k[kind_at] == "x" or (k[kind_at] == "r" and "|" in k)]:
+            del cache[key]
+        fresh: list[tuple[str, int, Any]] = []
+        for key, (version, blob) in stale.items():
+            decoder = _DECODERS.get(key[kind_at])
+            if decoder is None:  # a ranking's version: its entries are read again
+                cache[key] = (version, None)
+                continue
+            record = decoder.decode(blob) if blob else None
+            cache[key] = (version, record)
+            fresh.append((key, version, record))
+        self._know(fresh)
 
     def _forget(self, cache: dict[str, tuple[int, Any]], keys: Iterable[str]) -> None:
         """Drop records from the transaction and from what this node knows: they are read afresh."""
@@ -360,11 +375,12 @@ class RedisStore:
     def _ranking_version(self, ranking: str) -> str:
         return self.keys.ranking_version(ranking[len(self.keys.ranking("")) :])
 
-    async def _apply(self, commit: _Commit) -> list[int] | None:
+    async def _apply(self, commit: _Commit) -> list[int] | dict[str, tuple[int, bytes | None]]:
         """Commit with the others ready meanwhile: the seqs of its events, or None when a record it relied
         on changed (nothing of it was applied). One call is in flight at a time: what becomes ready while
         it is goes in the next, so the busier the node, the more each call carries, and a quiet node's
-        commit goes at once (it waits at most for one call ahead of it)."""
+        commit goes at once (it waits at most for one call ahead of it). A commit refused gives the
+        records that changed, as they are now."""
         if not self._group and not self._sending:
             asyncio.get_running_loop().call_soon(self._send_group)
         self._group.append(commit)
@@ -403,7 +419,14 @@ class RedisStore:
             return
         for commit, (ok, detail) in zip(group, cast(list[tuple[int, Any]], results), strict=True):
             if not commit.done.done():
-                commit.done.set_result([int(s) for s in detail] if ok == 1 else None)
+                if ok == 1:
+                    commit.done.set_result([int(s) for s in detail])
+                else:
+                    stale = {
+                        detail[i].decode(): (int(detail[i + 1] or 0), detail[i + 2] or None)
+                        for i in range(0, len(detail), 3)
+                    }
+                    commit.done.set_result(stale)
 
     def _plan(self, commit: _Commit, blobs: list[bytes], tokens: list[Any]) -> None:
         """One transaction's run of arguments in a group call (see lua/commit.lua)."""

@@ -35,8 +35,9 @@
 --                                              keeps the last retention's worth
 -- A blob above is the index of its argument.
 --
--- Returns one entry per plan: {1, {seq, ...}} (a seq per event), or {0, key} naming a record that
--- changed (nothing of that plan applied).
+-- Returns one entry per plan: {1, {seq, ...}} (a seq per event), or {0, {key, version, data, ...}}
+-- with the records that changed as they are now (nothing of that plan applied; the node decides
+-- again on them without reading them again).
 local header = cmsgpack.unpack(ARGV[1])
 local names, log_size, retention_ms, blob_count, plan_count = header[1], header[2], header[3], header[4], header[5]
 local reports_key, prefix, seq_of, log_of, where_of, transcript_of, agent_topic =
@@ -64,14 +65,17 @@ end
 for p = 1, plan_count do
   local length = count()
   local next_plan = at + length
-  local stale = nil
+  local stale = {}
   for _ = 1, count() do
     local key, version = take(), tonumber(take())
-    if stale == nil and (tonumber(redis.call('HGET', key, 'v')) or 0) ~= version then
-      stale = key
+    local now = redis.call('HMGET', key, 'v', 'd')
+    if (tonumber(now[1]) or 0) ~= version then
+      stale[#stale + 1] = key
+      stale[#stale + 1] = now[1]
+      stale[#stale + 1] = now[2]
     end
   end
-  if stale then
+  if #stale > 0 then
     results[p] = {0, stale}
     at = next_plan
   else
